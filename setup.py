@@ -1,0 +1,29 @@
+"""Installable package: shared audio/datasets/features (audiodata), APNet (apnet) and L2I (l2i)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def _requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+setup(
+    name="audio-interpretability",
+    version="0.1.0",
+    description="APNet (Zinemanas et al., 2021) and L2I (Parekh et al., 2024) in Keras 3, "
+    "with loaders and cached features for their datasets",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["audiodata", "audiodata.*", "apnet", "apnet.*", "l2i", "l2i.*"]),
+    package_data={"audiodata": ["configs/*.yaml"]},
+    install_requires=_requirements(),
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"],
+    },
+    license="MIT",
+)
