@@ -6,21 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..download import resolve_data_dir
 from ..errors import DatasetNotFoundError, ParameterError
 from ..io import AUDIO_EXTENSIONS
 
 
 class MissingAudioWarning(UserWarning):
     """Metadata lists clips whose audio file is not in the dataset folder (they are skipped)."""
-
-
-def resolve_data_dir(data_dir=None):
-    """``data_dir``, else the environment variable ``AUDIO_DATA_DIR``; a clear error if neither is set."""
-    if data_dir is None:
-        data_dir = os.environ.get("AUDIO_DATA_DIR")
-    if not data_dir:
-        raise ParameterError("no data folder given: pass --data-dir DIR (data_dir=...) or set AUDIO_DATA_DIR")
-    return Path(data_dir).expanduser()
 
 
 class AudioDataset:
@@ -43,6 +35,7 @@ class AudioDataset:
 
     name = None            # registry name, e.g. "urbansound8k"
     folder = None          # official folder name under the data folder
+    alt_folders = ()       # other names the folder may have (tried after ``folder``)
     marker = None          # a file (relative to the folder) that identifies the dataset folder
     classes = ()
     multilabel = False
@@ -68,7 +61,7 @@ class AudioDataset:
 
     # ----------------------------------------------------------------- locating files
     def _locate(self, data_dir):
-        for candidate in (data_dir / self.folder, data_dir):
+        for candidate in [data_dir / f for f in (self.folder, *self.alt_folders)] + [data_dir]:
             if (candidate / self.marker).exists():
                 return candidate
         expected = data_dir / self.folder

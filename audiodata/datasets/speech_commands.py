@@ -28,6 +28,7 @@ class SpeechCommands(SubsetDataset):
 
     name = "speech_commands"
     folder = "speech_commands"
+    alt_folders = ("speech_commands_v0.01",)  # where the downloader puts v0.01 beside v0.02
     marker = "testing_list.txt"
     layout = "speech_commands/<word>/<hash>_nohash_<n>.wav with validation_list.txt and testing_list.txt"
 
