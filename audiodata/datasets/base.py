@@ -79,7 +79,7 @@ class AudioDataset:
         """``{relative path without extension: absolute path}`` of every audio file below ``subfolder``."""
         base = self.root / subfolder
         index = {}
-        for dirpath, _, files in os.walk(base):
+        for dirpath, _, files in os.walk(base, followlinks=True):
             for f in files:
                 stem, ext = os.path.splitext(f)
                 if ext.lower() in AUDIO_EXTENSIONS:

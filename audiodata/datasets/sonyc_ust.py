@@ -1,9 +1,11 @@
 """SONYC Urban Sound Tagging v2 (Cartwright et al., 2020): 10-s urban recordings, 8 coarse labels, multi-label."""
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
-from .base import SubsetDataset
+from .base import MissingAudioWarning, SubsetDataset
 
 CLASSES = ("engine", "machinery-impact", "non-machinery-impact", "powered-saw", "alert-signal", "music",
            "human-voice", "dog")
@@ -67,6 +69,11 @@ class SONYCUST(SubsetDataset):
         ann = self._read_csv(self.marker)
         self._require_columns(ann, ["split", "audio_filename", "annotator_id", *_COLUMNS], self.marker)
         targets = coarse_targets(ann, self.vote)
+        unusable = sorted(set(ann["audio_filename"]) - set(targets.index))
+        if unusable:
+            warnings.warn(f"sonyc_ust: {len(unusable)} clips of {self.root / self.marker} have neither a verified "
+                          f"(annotator_id 0) nor a crowdsourced annotation and are skipped (first: {unusable[0]})",
+                          MissingAudioWarning, stacklevel=3)
         first = ann.drop_duplicates("audio_filename").set_index("audio_filename")
         clips = pd.DataFrame({"audio_filename": targets.index})
         clips["split"] = clips["audio_filename"].map(first["split"]).map(_SPLITS)

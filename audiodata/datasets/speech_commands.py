@@ -36,7 +36,14 @@ class SpeechCommands(SubsetDataset):
         if version not in ("auto", 1, 2):
             raise ParameterError(f"speech_commands: version must be 'auto', 1 or 2, got {version!r}")
         self.version = version
+        if version == 1:  # v0.01 downloaded beside v0.02 lives in its own folder: look there first
+            self.folder, self.alt_folders = "speech_commands_v0.01", ("speech_commands",)
         super().__init__(data_dir, strict=strict)
+
+    def download_hint(self):
+        from ..download import download_instructions
+
+        return download_instructions("speech_commands_v1" if self.version == 1 else "speech_commands")
 
     @property
     def cache_name(self):

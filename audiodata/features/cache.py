@@ -14,7 +14,8 @@ Layout of a cache entry::
   removed file gives a new entry; rows of files that did not change are copied over.
 * Work in progress lives in ``.partial-<files key>/`` with a bitmap of finished rows that is
   saved (atomically, after flushing the rows) every few seconds and on interruption: a re-run
-  resumes where the last one stopped. The folder is renamed into place only once complete,
+  resumes where the last one stopped, and finished rows of unchanged files are reused even
+  when other files changed in between. The folder is renamed into place only once complete,
   so an interrupted run never leaves an entry that a later run trusts.
 """
 import hashlib
@@ -177,16 +178,30 @@ class _Partial:
         self._last = time.monotonic()
 
 
-def _reusable_rows(entry, clips):
-    """``{target_row: (source_path, source_row)}`` for clips unchanged in other complete entries."""
+def _reusable_rows(entry, clips, exclude):
+    """``{target_row: (source_path, source_row)}`` for clips unchanged in other entries of this folder.
+
+    Sources are the complete generations and the finished rows of other (interrupted) partial ones.
+    """
     wanted = {(c, s, m): i for i, (c, s, m) in enumerate(zip(clips["clip_id"], clips["size"], clips["mtime_ns"]))}
     found = {}
-    for other in sorted(entry.glob("*/COMPLETE")):
-        old = pd.read_csv(other.parent / "clips.csv", dtype={"clip_id": str, "path": str})
+    for folder in sorted(p for p in entry.iterdir() if p.is_dir() and p != exclude):
+        try:
+            old = pd.read_csv(folder / "clips.csv", dtype={"clip_id": str, "path": str})
+            if (folder / "COMPLETE").exists():
+                usable = np.ones(len(old), dtype=bool)
+            elif folder.name.startswith(".partial") and (folder / "done.npy").exists():
+                usable = np.load(folder / "done.npy")
+            else:
+                continue
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue  # unreadable leftovers are ignored, never trusted
+        if len(usable) != len(old):
+            continue
         for j, key in enumerate(zip(old["clip_id"], old["size"], old["mtime_ns"])):
             i = wanted.get(key)
-            if i is not None and i not in found:
-                found[i] = (other.parent / "features.npy", j)
+            if usable[j] and i is not None and i not in found:
+                found[i] = (folder / "features.npy", j)
     return found
 
 
@@ -231,8 +246,9 @@ def cached_features(dataset_name, feature_name, params, clips, compute, cache_di
 
     row_shape = feature_shape(params)
     partial = _Partial(entry / f".partial-{files_key}", len(table), row_shape)
+    table.to_csv(partial.folder / "clips.csv", index=False)
     sources = {}
-    for i, (src, j) in _reusable_rows(entry, table).items():
+    for i, (src, j) in _reusable_rows(entry, table, exclude=partial.folder).items():
         if not partial.done[i]:
             if src not in sources:
                 sources[src] = np.load(src, mmap_mode="r")
@@ -290,6 +306,10 @@ def _finish(partial, final, table, dataset_name, feature_name, params):
         os.rename(folder, final)
     except OSError:  # another process completed the same entry first: theirs is as good as ours
         shutil.rmtree(folder, ignore_errors=True)
-    for other in final.parent.iterdir():  # older generations of this entry are superseded
-        if other != final and not other.name.startswith(".partial") and (other / "COMPLETE").exists():
+    for other in final.parent.iterdir():  # older generations and abandoned partial ones are superseded
+        if other == final:
+            continue
+        abandoned = other.name.startswith(".partial") and not (
+            (other / "OWNER").exists() and _pid_alive((other / "OWNER").read_text()))
+        if abandoned or (other / "COMPLETE").exists():
             shutil.rmtree(other, ignore_errors=True)

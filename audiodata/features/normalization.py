@@ -28,7 +28,7 @@ class _Scaler:
     _state = ()
 
     def get_config(self):
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
+        return {k: (v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v) for k, v in vars(self).items()}
 
     @classmethod
     def from_config(cls, config):

@@ -141,6 +141,7 @@ def mel_to_audio(S, sr, n_fft, hop_length, win_length=None, window="hann", cente
         raise ParameterError(f"log must be one of {_LOG_MODES}, got {log!r}")
     stft_mag = librosa.feature.inverse.mel_to_stft(mel, sr=sr, n_fft=n_fft, power=power, fmin=fmin, fmax=fmax,
                                                    htk=htk)
-    return librosa.griffinlim(stft_mag, n_iter=n_iter, hop_length=hop_length, win_length=win_length, n_fft=n_fft,
-                              window=window, center=center, length=length, pad_mode="constant",
-                              random_state=random_state).astype(np.float32)
+    y = librosa.griffinlim(stft_mag, n_iter=n_iter, hop_length=hop_length, win_length=win_length, n_fft=n_fft,
+                           window=window, center=center, pad_mode="constant", random_state=random_state)
+    # A padded spectrogram (``n_frames``) can be longer than ``length`` samples: cut or pad afterwards.
+    return (y if length is None else librosa.util.fix_length(y, size=length)).astype(np.float32)
