@@ -28,13 +28,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    warnings.showwarning = _show_warning
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            dataset = get_dataset(args.dataset, data_dir=args.data_dir, strict=args.strict)
+        dataset = get_dataset(args.dataset, data_dir=args.data_dir, strict=args.strict)
         feats = extract_features(dataset, args.features, cache_dir=args.cache_dir, n_jobs=args.n_jobs,
                                  progress=not args.no_progress)
     except AudioDataError as err:

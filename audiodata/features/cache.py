@@ -80,14 +80,22 @@ class FeatureArray:
         self.cached = cached
         self.clips = pd.read_csv(self.path / "clips.csv", dtype={"clip_id": str, "path": str})
         self.params = json.loads((self.path / "params.json").read_text())["params"]
-        self.data = np.load(self.path / "features.npy", mmap_mode="r")
+        self._shape, self._dtype, self._header = _npy_layout(self.path / "features.npy")
+        self._data = None
+
+    @property
+    def data(self):
+        """The whole array as a read-only memory map (opened on first use)."""
+        if self._data is None:
+            self._data = np.load(self.path / "features.npy", mmap_mode="r")
+        return self._data
 
     @property
     def shape(self):
-        return self.data.shape
+        return self._shape
 
     def __len__(self):
-        return self.data.shape[0]
+        return self._shape[0]
 
     def __getitem__(self, index):
         """Rows as an in-memory float32 array (fancy indices are sorted for sequential reads)."""
@@ -108,15 +116,14 @@ class FeatureArray:
         out of a memory map that is closed before the next one is opened.
         """
         rows = np.arange(len(self)) if rows is None else np.asarray(rows)
-        header = self.data.offset
-        row_shape = self.data.shape[1:]
-        row_bytes = int(np.prod(row_shape)) * self.data.dtype.itemsize
+        header, row_shape = self._header, self._shape[1:]
+        row_bytes = int(np.prod(row_shape)) * self._dtype.itemsize
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
             lo, hi = int(batch.min()), int(batch.max()) + 1
-            window = np.memmap(self.path / "features.npy", dtype=self.data.dtype, mode="r",
+            window = np.memmap(self.path / "features.npy", dtype=self._dtype, mode="r",
                                offset=header + lo * row_bytes, shape=(hi - lo,) + row_shape)
-            out = np.array(window[batch - lo])
+            out = window[batch - lo]  # fancy indexing copies out of the map
             del window
             yield batch, out
 
@@ -143,8 +150,21 @@ def _atomic_write(path, write):
     os.replace(tmp, path)
 
 
+def _npy_layout(path):
+    """``(shape, dtype, header_bytes)`` of a ``.npy`` file, read from its header without mapping it."""
+    with open(path, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
+        return shape, np.dtype(dtype), fh.tell()
+
+
 class _Partial:
-    """An entry under construction: the array, the bitmap of finished rows, and their checkpoints."""
+    """An entry under construction: the array file, the bitmap of finished rows, and their checkpoints.
+
+    Rows are written with ``os.pwrite`` at their offsets rather than through a memory map, so the
+    writer's memory stays at one row however large the array is.
+    """
 
     def __init__(self, folder, n_rows, row_shape):
         self.folder = folder
@@ -155,27 +175,43 @@ class _Partial:
                                  "wait for it or delete that folder")
         folder.mkdir(parents=True, exist_ok=True)
         lock.write_text(self.owner)
-        shape = (n_rows,) + tuple(row_shape)
+        self.shape = (n_rows,) + tuple(row_shape)
         feats, done = folder / "features.npy", folder / "done.npy"
-        resumable = feats.exists() and done.exists()
-        if resumable:
+        self.done = None
+        if feats.exists() and done.exists():
             try:
-                self.array = np.load(feats, mmap_mode="r+")
-                self.done = np.load(done)
-                resumable = self.array.shape == shape and self.done.shape == (n_rows,)
-            except (ValueError, OSError):
-                resumable = False
-        if not resumable:
-            self.array = np.lib.format.open_memmap(feats, mode="w+", dtype=np.float32, shape=shape)
+                shape, dtype, _ = _npy_layout(feats)
+                bitmap = np.load(done)
+                if shape == self.shape and dtype == np.float32 and bitmap.shape == (n_rows,):
+                    self.done = bitmap
+            except (ValueError, OSError, EOFError):
+                pass  # unreadable leftovers are never trusted
+        if self.done is None:
+            header_only = np.lib.format.open_memmap(feats, mode="w+", dtype=np.float32, shape=self.shape)
+            del header_only  # writes the header and sizes the (sparse) file; rows are written below
             self.done = np.zeros(n_rows, dtype=bool)
+        _, _, self.header = _npy_layout(feats)
+        self.row_bytes = int(np.prod(row_shape)) * 4
+        self.fd = os.open(feats, os.O_RDWR)
         self._last = time.monotonic()
+
+    def write(self, i, row):
+        data = np.ascontiguousarray(row, dtype=np.float32).tobytes()
+        if os.pwrite(self.fd, data, self.header + int(i) * self.row_bytes) != len(data):
+            raise OSError(f"short write to {self.folder / 'features.npy'} (disk full?)")
 
     def checkpoint(self, force=False):
         if not force and time.monotonic() - self._last < _CHECKPOINT_SECONDS:
             return
-        self.array.flush()  # rows first, then the bitmap that vouches for them
+        os.fsync(self.fd)  # rows first, then the bitmap that vouches for them
         _atomic_write(self.folder / "done.npy", lambda fh: np.save(fh, self.done))
         self._last = time.monotonic()
+
+    def close(self):
+        if self.fd is not None:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
 
 
 def _reusable_rows(entry, clips, exclude):
@@ -252,15 +288,27 @@ def cached_features(dataset_name, feature_name, params, clips, compute, cache_di
         if not partial.done[i]:
             if src not in sources:
                 sources[src] = np.load(src, mmap_mode="r")
-            partial.array[i] = sources[src][j]
+            partial.write(i, sources[src][j])
             partial.done[i] = True
     del sources
     try:
         _fill(partial, table, params, compute, n_jobs, progress)
     finally:
         partial.checkpoint(force=True)
+        partial.close()
     _finish(partial, final, table, dataset_name, feature_name, params)
     return FeatureArray(final, cached=False)
+
+
+def _serial(compute, paths, params):
+    """Compute in this process with one BLAS thread, as joblib's workers do (small matrix products
+    are several times slower when OpenBLAS splits them over threads)."""
+    from threadpoolctl import threadpool_limits
+
+    for path in paths:
+        with threadpool_limits(1):
+            result = compute(path, params)
+        yield result
 
 
 def _fill(partial, table, params, compute, n_jobs, progress):
@@ -272,7 +320,7 @@ def _fill(partial, table, params, compute, n_jobs, progress):
         return
     paths = table["path"].to_numpy()
     if n_jobs == 1:
-        results = (compute(paths[i], params) for i in todo)
+        results = _serial(compute, paths[todo], params)
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto")(
             delayed(compute)(paths[i], params) for i in todo)
@@ -280,10 +328,9 @@ def _fill(partial, table, params, compute, n_jobs, progress):
                desc="features", unit="clip")
     with bar:
         for i, feats in zip(todo, results):
-            if feats.shape != partial.array.shape[1:]:
-                raise ParameterError(f"{paths[i]}: features of shape {feats.shape}, expected "
-                                     f"{partial.array.shape[1:]}")
-            partial.array[i] = feats
+            if feats.shape != partial.shape[1:]:
+                raise ParameterError(f"{paths[i]}: features of shape {feats.shape}, expected {partial.shape[1:]}")
+            partial.write(i, feats)
             partial.done[i] = True
             bar.update(1)
             partial.checkpoint()
@@ -291,11 +338,7 @@ def _fill(partial, table, params, compute, n_jobs, progress):
 
 def _finish(partial, final, table, dataset_name, feature_name, params):
     folder = partial.folder
-    partial.array.flush()
-    shape = list(partial.array.shape)
-    del partial.array
-    with open(folder / "features.npy", "rb+") as fh:
-        os.fsync(fh.fileno())
+    shape = list(partial.shape)
     table.to_csv(folder / "clips.csv", index=False)
     meta = {"dataset": dataset_name, "features": feature_name, "params": params, "format": CACHE_FORMAT_VERSION}
     (folder / "params.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
