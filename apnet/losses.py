@@ -1,8 +1,9 @@
 """Losses of APNet (Zinemanas et al., Electronics 2021)."""
+import keras
 from keras import ops
 
 
-def prototype_loss(distances):
+def prototype_loss(distances, frequency_reduction="sum"):
     """Prototype loss ``l_p`` of Eq. 5, from frequency-dependent distances.
 
     Sums the output of :class:`apnet.layers.PrototypeLayer` over frequency
@@ -19,6 +20,9 @@ def prototype_loss(distances):
     ----------
     distances : tensor [shape=(batch, M, F')]
         Squared distances per latent frequency bin, ``D[i, j, f]``.
+    frequency_reduction : {'sum', 'mean'}
+        ``'sum'`` gives ``D_ij`` of Eq. 4 literally; ``'mean'`` divides it by ``F'``, as the
+        reference implementation does (its Table 2 weights were tuned with the mean).
 
     Returns
     -------
@@ -45,5 +49,54 @@ def prototype_loss(distances):
         raise ValueError(
             f"prototype_loss expects distances of shape (batch, M, F'); received shape {tuple(distances.shape)}"
         )
-    total = ops.sum(distances, axis=-1)  # D_ij, (batch, M)
+    if frequency_reduction not in ("sum", "mean"):
+        raise ValueError(f"frequency_reduction must be 'sum' or 'mean'; received {frequency_reduction!r}")
+    reduce = ops.sum if frequency_reduction == "sum" else ops.mean
+    total = reduce(distances, axis=-1)  # D_ij (or D_ij / F'), (batch, M)
     return ops.mean(ops.min(total, axis=1)) + ops.mean(ops.min(total, axis=0))
+
+
+@keras.saving.register_keras_serializable(package="apnet")
+class PrototypeLoss(keras.losses.Loss):
+    """:func:`prototype_loss` (Eq. 5) as a Keras loss for APNet's ``prototypes`` output.
+
+    The prototype loss needs no target: ``y_true`` is ignored (feed any array with a
+    batch axis, e.g. zeros). The loss is a property of the whole batch (minima over the
+    instances of the batch), so it is returned as a scalar and sample weights scale it
+    as a whole.
+
+    The reference implementation averages the distances over latent frequency before
+    Eq. 5 (``frequency_reduction='mean'``, the default here): with Table 2's
+    (alpha, beta, gamma) the literal sum makes ``l_p`` ``F'`` times stronger, and on FSDD
+    it then pulled every encoding onto the prototypes so that ``exp(-D)`` was 1 for all of
+    them and the classifier stayed at chance (see experiments/apnet/README.md).
+
+    Args:
+        frequency_reduction: ``'mean'`` (reference implementation) or ``'sum'`` (Eq. 4 literally).
+        name: str, name of the loss.
+        **kwargs: other :class:`keras.losses.Loss` arguments (``reduction``, ``dtype``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from apnet.losses import PrototypeLoss
+    >>> d = np.array([[[1.0, 1.0], [4.0, 0.0]], [[0.5, 0.5], [9.0, 9.0]]], dtype="float32")
+    >>> float(PrototypeLoss()(np.zeros(2), d))
+    4.0
+
+    References:
+        - Zinemanas et al., "An Interpretable Deep Learning Model for Automatic Sound
+          Classification", Electronics 2021, Section 3.3, Eq. (5), and Section 4.4, Eq. (10).
+    """
+
+    def __init__(self, frequency_reduction="mean", name="prototype_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if frequency_reduction not in ("sum", "mean"):
+            raise ValueError(f"frequency_reduction must be 'sum' or 'mean'; received {frequency_reduction!r}")
+        self.frequency_reduction = frequency_reduction
+
+    def call(self, y_true, y_pred):
+        return prototype_loss(y_pred, self.frequency_reduction)
+
+    def get_config(self):
+        return {**super().get_config(), "frequency_reduction": self.frequency_reduction}

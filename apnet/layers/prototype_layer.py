@@ -31,8 +31,9 @@ class PrototypeLayer(keras.layers.Layer):
     Args:
         n_prototypes: int, number of prototypes ``M``.
         prototypes_initializer: initializer for the prototypes. Defaults to
-            ``"random_uniform"`` with range ``[0, 1]``, as in the reference
-            implementation.
+            ``RandomUniform(-0.05, 0.05)``, the Keras 2 ``"uniform"`` default the
+            reference implementation used (wider ranges make ``exp(-D)`` underflow
+            to 0 at the start of training).
         prototypes_regularizer: optional regularizer for the prototypes.
         prototypes_constraint: optional constraint for the prototypes.
         **kwargs: standard layer arguments (``name``, ``dtype``, ...).
@@ -76,7 +77,7 @@ class PrototypeLayer(keras.layers.Layer):
             )
         self.n_prototypes = n_prototypes
         if prototypes_initializer is None:
-            prototypes_initializer = keras.initializers.RandomUniform(minval=0.0, maxval=1.0)
+            prototypes_initializer = keras.initializers.RandomUniform(minval=-0.05, maxval=0.05)
         self.prototypes_initializer = keras.initializers.get(prototypes_initializer)
         self.prototypes_regularizer = keras.regularizers.get(prototypes_regularizer)
         self.prototypes_constraint = keras.constraints.get(prototypes_constraint)

@@ -59,14 +59,14 @@ def test_distance_to_itself_is_clamped_zero(rng):
     np.testing.assert_allclose(got[0, 1], numpy_distances(p, p)[0, 1], rtol=1e-5)
 
 
-def test_default_initializer_is_uniform_0_1():
+def test_default_initializer_is_the_reference_uniform():
     layer = PrototypeLayer(n_prototypes=50)
     layer.build((None, 21, 8, 4))
     protos = layer.prototypes.numpy()
     assert protos.shape == (50, 21, 8, 4)
     assert layer.prototypes.name == "prototypes"
-    assert protos.min() >= 0.0 and protos.max() <= 1.0
-    assert 0.45 < protos.mean() < 0.55
+    assert protos.min() >= -0.05 and protos.max() <= 0.05
+    assert abs(protos.mean()) < 0.005 and protos.std() > 0.025  # U(-0.05, 0.05): std 0.0289
 
 
 def test_configurable_initializer(rng):

@@ -1,0 +1,377 @@
+"""Training APNet (Section 4.4): data streamed from the feature cache, resumable fits, one fold end to end.
+
+* :func:`compile_apnet` -- Adam and the loss of Eq. 10, ``alpha l_c + beta l_p + gamma l_r``;
+* :class:`FeatureBatches` -- a :class:`keras.utils.PyDataset` reading batches of rows from the
+  memory-mapped cache, so datasets larger than memory stream;
+* :func:`load_fold` -- a dataset split into train/validation/test rows of its cached features;
+* :func:`fit_resumable` -- ``fit`` that keeps the weights with the best validation accuracy,
+  logs ``history.csv`` and resumes an interrupted run from its last epoch;
+* :func:`train_fold` -- all of the above for one fold, as the experiment scripts run it.
+"""
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from apnet.losses import PrototypeLoss
+from apnet.model import APNet
+
+#: Metric that selects the weights (Section 4.4): validation accuracy of the class output.
+APNET_MONITOR = "val_probabilities_accuracy"
+#: The same for single-output models (the baselines).
+CLASSIFIER_MONITOR = "val_accuracy"
+
+#: Feature set of each baseline when the config names none (Table 1).
+BASELINE_FEATURES = {"sb_cnn": "mel_sb_cnn", "att_crnn": "mel_att_crnn", "openl3_mlp": "openl3"}
+MODELS = ("apnet",) + tuple(BASELINE_FEATURES)
+
+
+def compile_apnet(model, alpha, beta, gamma, learning_rate=1e-3):
+    """Compile an :class:`apnet.APNet` with Adam and the total loss of Eq. 10.
+
+    ``l = alpha l_c + beta l_p + gamma l_r``: categorical cross-entropy on
+    ``probabilities`` (Eq. 9), :class:`apnet.losses.PrototypeLoss` on the ``prototypes``
+    distances (Eq. 5) and the mean squared error on ``reconstruction``. The mean (over
+    time-frequency bins) is used for ``l_r`` rather than the sum of Eq. 3, as in the
+    reference implementation whose Table 2 weights we reuse; the weights would have to be
+    rescaled for the sum.
+
+    Targets must be a dict ``{"probabilities": one-hot, "reconstruction": X,
+    "prototypes": anything with a batch axis}`` (see :class:`FeatureBatches`). The
+    class accuracy is logged as ``probabilities_accuracy``.
+
+    Parameters
+    ----------
+    model : apnet.APNet
+    alpha, beta, gamma : float
+        Weights of ``l_c``, ``l_p`` and ``l_r`` (Eq. 10, Table 2).
+    learning_rate : float
+        Adam's learning rate (0.001 in Section 4.4).
+
+    Returns
+    -------
+    model : apnet.APNet
+        The same model, compiled.
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss={
+            "probabilities": keras.losses.CategoricalCrossentropy(name="classification_loss"),
+            "reconstruction": keras.losses.MeanSquaredError(name="reconstruction_loss"),
+            "prototypes": PrototypeLoss(),
+        },
+        loss_weights={"probabilities": float(alpha), "reconstruction": float(gamma), "prototypes": float(beta)},
+        metrics={"probabilities": ["accuracy"]},
+    )
+    return model
+
+
+class FeatureBatches(keras.utils.PyDataset):
+    """Batches of cached features read by row numbers, min-max scaled on the fly.
+
+    Only one batch is in memory at a time: each ``__getitem__`` reads its rows from the
+    memory-mapped :class:`audiodata.features.FeatureArray` (sorted, for sequential reads).
+    With ``shuffle=True`` the order is a permutation drawn from ``(seed, epoch)``, so a
+    resumed run (``epoch`` set to the first epoch to run) sees the same order as an
+    uninterrupted one.
+
+    Args:
+        features: a FeatureArray (or any array indexable by row numbers), ``(n, T, F)``.
+        rows: int array, the rows of this split.
+        labels: ``(len(rows), K)`` one-hot targets, aligned with ``rows``.
+        batch_size: int.
+        scaler: fitted scaler with ``transform`` (e.g. ``MinMaxScaler``), or None.
+        targets: ``"apnet"`` for APNet's three targets (class, input, dummy) or
+            ``"classifier"`` for the one-hot targets only.
+        shuffle: bool, reshuffle every epoch.
+        seed: int, seed of the shuffling.
+        **kwargs: :class:`keras.utils.PyDataset` arguments (``workers``, ...).
+    """
+
+    def __init__(self, features, rows, labels, batch_size, scaler=None, targets="apnet", shuffle=False, seed=0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if targets not in ("apnet", "classifier"):
+            raise ValueError(f"`targets` must be 'apnet' or 'classifier'; received targets={targets!r}")
+        if len(rows) != len(labels):
+            raise ValueError(f"rows ({len(rows)}) and labels ({len(labels)}) differ in length")
+        if len(rows) == 0:
+            raise ValueError("FeatureBatches got no rows")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer; received batch_size={batch_size!r}")
+        self.features = features
+        self.rows = np.asarray(rows)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.batch_size = batch_size
+        self.scaler = scaler
+        self.targets = targets
+        self.shuffle = shuffle
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        """Use the order of ``epoch`` (0-based) from now on."""
+        self.epoch = epoch
+        if self.shuffle:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+        else:
+            self._order = np.arange(len(self.rows))
+
+    def __len__(self):
+        return -(-len(self.rows) // self.batch_size)
+
+    def __getitem__(self, index):
+        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        positions = positions[np.argsort(self.rows[positions], kind="stable")]
+        x = np.asarray(self.features[self.rows[positions]], dtype=np.float32)
+        if self.scaler is not None:
+            x = self.scaler.transform(x)
+        y = self.labels[positions]
+        if self.targets == "classifier":
+            return x, y
+        return x, {"probabilities": y, "reconstruction": x, "prototypes": np.zeros(len(x), np.float32)}
+
+    def on_epoch_end(self):
+        self.set_epoch(self.epoch + 1)
+
+
+@dataclass
+class FoldData:
+    """A dataset fold: the cached features and, per split, their rows and one-hot targets."""
+
+    features: object
+    rows: dict
+    targets: dict
+    classes: tuple
+
+    @property
+    def input_shape(self):
+        return tuple(self.features.shape[1:])
+
+
+def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
+    """Load ``dataset``, extract (or read from the cache) its features and split fold ``fold``.
+
+    The split follows Section 4.2: for cross-validated datasets the test fold is ``fold``
+    and validation the next fold (also for ESC-10, whose loader defaults to no validation);
+    Medley-solos-DB and Speech Commands have one official partition (``fold=1``).
+
+    Parameters
+    ----------
+    dataset : str
+        A name of :data:`audiodata.datasets.DATASETS`.
+    fold : int
+        Test fold.
+    features : str
+        Feature set of ``audiodata/configs/<dataset>.yaml``.
+    data_dir, cache_dir : str or Path, optional
+        Data folder (default ``$AUDIO_DATA_DIR``) and feature cache.
+
+    Returns
+    -------
+    FoldData
+
+    Raises
+    ------
+    audiodata.errors.AudioDataError
+        Unknown dataset, fold out of range, missing files, or an empty split.
+    """
+    from audiodata.datasets import FoldDataset, get_dataset
+    from audiodata.errors import DatasetNotFoundError
+    from audiodata.features import extract_features
+
+    ds = get_dataset(dataset, data_dir=data_dir)
+    parts = ds.split(fold, validation=True) if isinstance(ds, FoldDataset) else ds.split(fold)
+    for name in ("train", "validation", "test"):
+        if len(parts[name]) == 0:
+            raise DatasetNotFoundError(f"{dataset}: the {name} split of fold {fold} has no clips in {ds.root}")
+    feats = extract_features(ds, features, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+    rows = {name: feats.rows(part["clip_id"]) for name, part in parts.items()}
+    targets = {name: ds.targets(part) for name, part in parts.items()}
+    return FoldData(feats, rows, targets, tuple(ds.classes))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the wall-clock seconds of each epoch (training + validation) to the logs as ``seconds``.
+
+    Put it before :class:`keras.callbacks.CSVLogger` so that ``history.csv`` records it.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["seconds"] = time.perf_counter() - self._start
+
+
+def completed_epochs(backup_dir):
+    """Number of epochs saved in a :class:`keras.callbacks.BackupAndRestore` folder (0 if none)."""
+    path = Path(backup_dir) / "training_metadata.json"
+    if not path.is_file():
+        return 0
+    return int(json.loads(path.read_text())["epoch"])
+
+
+def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, verbose=2):
+    """``model.fit`` that selects the best weights and resumes after an interruption.
+
+    Writes into ``run_dir``:
+
+    * ``model.keras`` -- the model of the epoch with the highest ``monitor`` (Section 4.4);
+    * ``backup/`` -- the last epoch's weights, optimizer state and epoch number
+      (:class:`keras.callbacks.BackupAndRestore`, kept after training);
+    * ``history.csv`` -- one row per epoch (losses, metrics, ``seconds``), appended to on
+      resume.
+
+    Calling it again on the same ``run_dir`` continues from the last completed epoch up to
+    ``epochs`` (nothing runs if they are all done): rows of ``history.csv`` from epochs the
+    backup does not hold are dropped first, and the best checkpoint is only replaced by a
+    better one than the best in the history.
+
+    Returns
+    -------
+    history : pd.DataFrame
+        All rows of ``history.csv``.
+    epochs_run : int
+        Epochs run by this call.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = run_dir / "backup"
+    history_path = run_dir / "history.csv"
+    initial_epoch = completed_epochs(backup_dir)
+    best = None
+    if history_path.exists():
+        history = pd.read_csv(history_path)
+        history = history[history["epoch"] < initial_epoch]
+        if len(history):
+            history.to_csv(history_path, index=False)
+            if monitor in history and history[monitor].notna().any():
+                best = float(history[monitor].max())
+        else:
+            history_path.unlink()
+    if hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(initial_epoch)
+    callbacks = [
+        EpochTimer(),
+        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True,
+                                        initial_value_threshold=best),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
+    ]
+    model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    history = pd.read_csv(history_path) if history_path.exists() else pd.DataFrame({"epoch": []})
+    return history, max(0, epochs - initial_epoch)
+
+
+def build_model(model_name, input_shape, n_classes, config):
+    """APNet with the config's ``n_prototypes``/``n_filters``/``kernel_size``, or a baseline."""
+    if model_name == "apnet":
+        return APNet(input_shape=input_shape, n_classes=n_classes, n_prototypes=int(config["n_prototypes"]),
+                     n_filters=int(config["n_filters"]), kernel_size=int(config.get("kernel_size", 5)))
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose one of {list(MODELS)}")
+    from apnet.baselines import build_baseline  # written separately; imported only when asked for
+
+    return build_baseline(model_name, input_shape, n_classes)
+
+
+def feature_set(model_name, config):
+    """Feature set a model is trained on: ``config['features']`` for APNet, else the baseline's."""
+    if model_name == "apnet":
+        return config["features"]
+    return config.get("baseline_features", {}).get(model_name, BASELINE_FEATURES[model_name])
+
+
+def predict_classes(model, data):
+    """Class probabilities of ``model`` (its first output) over a :class:`FeatureBatches`."""
+    if len(model.outputs) > 1:
+        model = keras.Model(model.inputs[0], model.outputs[0])
+    return model.predict(data, verbose=0)
+
+
+def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None, cache_dir=None, verbose=2):
+    """Train and test one model on one fold, as Section 4.4 prescribes; resumable.
+
+    Steps: seed everything with ``config['seed']``; load the fold (:func:`load_fold`); fit a
+    :class:`audiodata.features.MinMaxScaler` to ``[-1, 1]`` on the training rows only and
+    save it as ``run_dir/scaler.json``; build the model; compile it (:func:`compile_apnet`
+    for APNet, cross-entropy for the baselines) with Adam(``learning_rate``); fit for
+    ``epochs`` with :func:`fit_resumable`; reload the best ``model.keras`` and compute the
+    test accuracy.
+
+    Parameters
+    ----------
+    config : dict
+        ``seed``, ``features``, ``n_prototypes``, ``n_filters``, ``kernel_size``, ``alpha``,
+        ``beta``, ``gamma``, ``batch_size``, ``learning_rate``, ``epochs`` (see
+        ``experiments/apnet/configs``).
+    dataset : str
+    fold : int
+    run_dir : str or Path
+        Output folder of this run.
+    model_name : str
+        ``"apnet"`` or a baseline of :data:`MODELS`.
+
+    Returns
+    -------
+    results : dict
+        ``test_accuracy``, ``best_val_accuracy``, ``best_epoch``, ``n_params``, ``epochs``
+        (completed), ``epochs_this_run``, ``seconds`` (sum over epochs),
+        ``seconds_per_epoch``, split sizes, the feature set and shape.
+    """
+    from audiodata.features import MinMaxScaler
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(config["seed"])
+    keras.utils.set_random_seed(seed)
+    features = feature_set(model_name, config)
+    data = load_fold(dataset, fold, features, data_dir=data_dir, cache_dir=cache_dir)
+    scaler = MinMaxScaler(feature_range=(-1.0, 1.0)).fit(data.features, rows=data.rows["train"])
+    scaler.save(run_dir / "scaler.json")
+
+    targets = "apnet" if model_name == "apnet" else "classifier"
+    batch_size = int(config["batch_size"])
+
+    def batches(split, shuffle=False):
+        return FeatureBatches(data.features, data.rows[split], data.targets[split], batch_size, scaler=scaler,
+                              targets=targets, shuffle=shuffle, seed=seed)
+
+    model = build_model(model_name, data.input_shape, len(data.classes), config)
+    if model_name == "apnet":
+        compile_apnet(model, config["alpha"], config["beta"], config["gamma"], float(config["learning_rate"]))
+        monitor = APNET_MONITOR
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(config["learning_rate"])),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        monitor = CLASSIFIER_MONITOR
+    history, epochs_run = fit_resumable(model, batches("train", shuffle=True), batches("validation"), run_dir,
+                                        int(config["epochs"]), monitor, verbose=verbose)
+
+    best = keras.models.load_model(run_dir / "model.keras")
+    probabilities = predict_classes(best, batches("test"))
+    labels = data.targets["test"].argmax(axis=1)
+    test_accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    seconds = float(history["seconds"].sum()) if "seconds" in history else 0.0
+    best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None
+    return {
+        "test_accuracy": test_accuracy,
+        "best_val_accuracy": None if best_row is None else float(best_row[monitor]),
+        "best_epoch": None if best_row is None else int(best_row["epoch"]) + 1,
+        "n_params": int(best.count_params()),
+        "epochs": int(len(history)),
+        "epochs_this_run": int(epochs_run),
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / len(history) if len(history) else None,
+        "features": features,
+        "input_shape": list(data.input_shape),
+        "n_train": int(len(data.rows["train"])),
+        "n_validation": int(len(data.rows["validation"])),
+        "n_test": int(len(data.rows["test"])),
+    }

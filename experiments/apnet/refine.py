@@ -1,0 +1,163 @@
+"""Refine a trained APNet (Section 5.2): remove redundant prototypes or latent channels, retrain, test.
+
+    python experiments/apnet/refine.py --method prototypes --model RUN/model.keras --data-dir /data
+    python experiments/apnet/refine.py --method channels --n-channels 8 \
+        --model RUN/refine_prototypes/model.keras --data-dir /data       # Table 4: prototypes, then channels
+
+RUN is a folder written by train.py (model.keras, config.yaml, scaler.json, results.json).
+Prototypes: the pairs closer than the threshold of Eq. 12 (or --threshold, in units of the
+distances of Eq. 11) lose one prototype. Channels: the --n-channels smallest off-diagonal pairs
+of Eq. 13 lose one channel. The refined model is trained --epochs more epochs (20 in the paper)
+with the run's settings, keeping the best validation epoch, and tested.
+
+Writes into --output (default RUN/refine_<method>/): model.keras, history.csv, backup/,
+config.yaml and scaler.json (so that the folder can be refined again), distances.npy (the matrix
+of Eq. 11 or 13) and results.json (test accuracy and parameters before/after, what was removed,
+epochs, seconds, command). Re-running the same command resumes an interrupted retraining.
+"""
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+METHODS = ("prototypes", "channels")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", required=True, choices=METHODS, help="Section 5.2.1 or 5.2.2")
+    parser.add_argument("--model", required=True, help="model.keras of a train.py (or refine.py) run folder")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
+    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    parser.add_argument("--output", default=None, help="output folder (default: next to the model, refine_<method>)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of retraining (20 in Section 5.2)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="prototypes: distance threshold (default Eq. 12: min + mean / 2 of Eq. 11)")
+    parser.add_argument("--same-class", action="store_true",
+                        help="prototypes: only remove from pairs whose decoded prototypes share a class "
+                             "(reference implementation; not in Eq. 12)")
+    parser.add_argument("--n-channels", type=int, default=8, help="channels: how many to remove (8 in the paper)")
+    parser.add_argument("--channel-source", default="prototypes", choices=("prototypes", "train"),
+                        help="channels: Eq. 13 over the prototypes (paper) or the encoded training split")
+    parser.add_argument("--pairing", default="all", choices=("all", "same"),
+                        help="channels: Eq. 13 over every pair (i, j) as printed, or i = j as the reference code")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the run's batch size B")
+    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    return parser.parse_args(argv)
+
+
+def accuracy_on_test(model, data, scaler, batch_size):
+    """Accuracy of ``model`` on the test split of ``data``."""
+    from apnet.training import FeatureBatches, predict_classes
+
+    batches = FeatureBatches(data.features, data.rows["test"], data.targets["test"], batch_size, scaler=scaler)
+    predicted = predict_classes(model, batches).argmax(axis=1)
+    return float(np.mean(predicted == data.targets["test"].argmax(axis=1)))
+
+
+def refine(args, run, data):
+    """Apply the refinement of ``args.method`` to ``run['model']``: (new model, distances, details)."""
+    from apnet import inspection, refinement
+
+    model, scaler = run["model"], run["scaler"]
+    x_train = data.features[data.rows["train"]]
+    batch_size = int(run["config"]["batch_size"])
+    if args.method == "prototypes":
+        distances = inspection.prototype_distance_matrix(model)
+        threshold = refinement.redundancy_threshold(distances) if args.threshold is None else args.threshold
+        classes = None
+        if args.same_class:
+            classes = inspection.decode_prototypes(model, x_train, batch_size, scaler)["classes"]
+        removed = refinement.redundant_prototypes(distances, threshold, classes)
+        details = {"threshold": threshold, "same_class": args.same_class, "removed_prototypes": removed.tolist()}
+        return refinement.remove_prototypes(model, removed), distances, details
+    if args.channel_source == "prototypes":
+        distances = refinement.channel_distance_matrix(model, pairing=args.pairing)
+    else:
+        distances = refinement.latent_channel_distance_matrix(model, x_train, batch_size, scaler, args.pairing)
+    removed = refinement.redundant_channels(distances, args.n_channels)
+    details = {"channel_source": args.channel_source, "pairing": args.pairing, "removed_channels": removed.tolist()}
+    return refinement.remove_channels(model, removed), distances, details
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    command = shlex.join(["python", "experiments/apnet/refine.py"] + list(sys.argv[1:] if argv is None else argv))
+    from audiodata.errors import AudioDataError, ParameterError
+
+    import keras
+
+    from apnet.inspection import load_run
+    from apnet.refinement import retrain
+    from apnet.training import load_fold
+
+    try:
+        for name in ("epochs", "batch_size", "n_channels"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise ParameterError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        run = load_run(args.model)
+        config = dict(run["config"])
+        if args.batch_size is not None:
+            config["batch_size"] = args.batch_size
+        output = Path(args.output) if args.output else run["run_dir"] / f"refine_{args.method}"
+        data = load_fold(run["dataset"], run["fold"], config["features"], data_dir=args.data_dir,
+                         cache_dir=args.cache_dir)
+        refined, distances, details = refine(args, run, data)
+    except (AudioDataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model, scaler = run["model"], run["scaler"]
+    batch_size = int(config["batch_size"])
+    accuracy_before = accuracy_on_test(model, data, scaler, batch_size)
+
+    output.mkdir(parents=True, exist_ok=True)
+    np.save(output / "distances.npy", distances)
+    shutil.copyfile(run["run_dir"] / "scaler.json", output / "scaler.json")
+    n_prototypes = refined.get_layer("prototypes").n_prototypes
+    n_channels = refined.get_layer("encoder_conv3").filters
+    refined_config = {**config, "n_prototypes": n_prototypes, "latent_channels": n_channels,
+                      "refinement": {"method": args.method, "source_model": str(args.model), "epochs": args.epochs,
+                                     **details}}
+    (output / "config.yaml").write_text(yaml.safe_dump(refined_config, sort_keys=False))
+
+    start = time.perf_counter()
+    history, epochs_run = retrain(refined, config, data, scaler, output, args.epochs, verbose=args.verbose)
+    best = keras.models.load_model(output / "model.keras")
+    monitor = "val_probabilities_accuracy"
+    best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None
+    results = {
+        "dataset": run["dataset"],
+        "fold": run["fold"],
+        "seed": config["seed"],
+        "method": args.method,
+        **details,
+        "test_accuracy_before": accuracy_before,
+        "test_accuracy_after": accuracy_on_test(best, data, scaler, batch_size),
+        "n_params_before": int(model.count_params()),
+        "n_params_after": int(best.count_params()),
+        "n_prototypes_before": int(model.get_layer("prototypes").n_prototypes),
+        "n_prototypes_after": int(n_prototypes),
+        "n_channels_before": int(model.get_layer("encoder_conv3").filters),
+        "n_channels_after": int(n_channels),
+        "epochs": int(len(history)),
+        "epochs_this_run": int(epochs_run),
+        "best_epoch": None if best_row is None else int(best_row["epoch"]) + 1,
+        "best_val_accuracy": None if best_row is None else float(best_row[monitor]),
+        "seconds": float(history["seconds"].sum()) if "seconds" in history else time.perf_counter() - start,
+        "source_model": str(args.model),
+        "command": command,
+    }
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

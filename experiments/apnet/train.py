@@ -1,0 +1,98 @@
+"""Train APNet (or a baseline) on one fold of a dataset with the paper's settings, resumably.
+
+    python experiments/apnet/train.py --fold 1                      # UrbanSound8K fold 1, Table 2
+    python experiments/apnet/train.py --dataset fsdd --fold 1 --epochs 5 --data-dir /data
+
+Writes into <output>/<model>/<dataset>/fold<N>/seed<S>/: model.keras (best validation
+accuracy), history.csv, config.yaml (the config used, overrides applied), scaler.json,
+results.json and backup/ (the last epoch, for resuming). Running the same command again
+after an interruption continues from the last completed epoch.
+"""
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10")
+MODELS = ("apnet", "sb_cnn", "att_crnn", "openl3_mlp")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="urbansound8k", choices=DATASETS)
+    parser.add_argument("--model", default="apnet", choices=MODELS)
+    parser.add_argument("--fold", type=int, required=True, help="test fold (1 for datasets with one partition)")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
+    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    parser.add_argument("--config", default=None, help="config file (default configs/<dataset>.yaml)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the config's batch size B")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    parser.add_argument("--output", default="results", help="results root (default ./results)")
+    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    return parser.parse_args(argv)
+
+
+def load_config(args):
+    """The config file with the command-line overrides applied; checks the fold."""
+    from audiodata.errors import ParameterError
+
+    path = Path(args.config) if args.config else CONFIG_DIR / f"{args.dataset}.yaml"
+    if not path.is_file():
+        raise ParameterError(f"config file {path} does not exist")
+    config = yaml.safe_load(path.read_text())
+    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed)):
+        if value is not None:
+            if value < (0 if key == "seed" else 1):
+                raise ParameterError(f"--{key.replace('_', '-')} must be positive, got {value}")
+            config[key] = value
+    if args.fold not in config["folds"]:
+        raise ParameterError(f"{args.dataset}: --fold must be one of {config['folds']}, got {args.fold}")
+    return config
+
+
+def check_resume(run_dir, config):
+    """Refuse to resume a run whose saved config differs (other than in ``epochs``)."""
+    from audiodata.errors import ParameterError
+
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text())
+    changed = sorted(k for k in set(saved) | set(config) if k != "epochs" and saved.get(k) != config.get(k))
+    if changed:
+        raise ParameterError(f"{run_dir} holds a run with another config (differs in {changed}); "
+                             "choose another --output or delete that folder")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    command = shlex.join(["python", "experiments/apnet/train.py"] + list(sys.argv[1:] if argv is None else argv))
+    from audiodata.errors import AudioDataError
+
+    from apnet.training import train_fold
+
+    try:
+        config = load_config(args)
+        run_dir = Path(args.output) / args.model / args.dataset / f"fold{args.fold}" / f"seed{config['seed']}"
+        check_resume(run_dir, config)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        results = train_fold(config, args.dataset, args.fold, run_dir, model_name=args.model,
+                             data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose)
+    except AudioDataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "seed": config["seed"],
+               **results, "command": command}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
