@@ -1,0 +1,45 @@
+"""Train the classifier f of L2I (Kumar et al.'s CNN) on one fold, from scratch.
+
+    python experiments/l2i/train_classifier.py --dataset esc50 --fold 1 --data-dir DATA --output runs
+
+Writes <output>/l2i/<dataset>/fold<N>/seed<S>/classifier/{classifier.keras,results.json,history.csv};
+re-running continues from the last completed epoch.
+"""
+import argparse
+import sys
+import time
+
+from l2i.training import load_config, run_directory, train_classifier, write_results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--output", default="runs")
+    parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
+    parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    parser.add_argument("--epochs", type=int, default=None, help="overrides classifier.epochs")
+    parser.add_argument("--verbose", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    config = load_config(args.dataset, args.config)
+    if args.seed is not None:
+        config["seed"] = args.seed
+    section = dict(config["classifier"], seed=config["seed"])
+    if args.epochs is not None:
+        section["epochs"] = args.epochs
+    run_dir = run_directory(args.output, args.dataset, args.fold, config["seed"]) / "classifier"
+    start = time.perf_counter()
+    results = train_classifier(section, args.dataset, args.fold, run_dir, data_dir=args.data_dir,
+                               cache_dir=args.cache_dir, verbose=args.verbose)
+    results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": section,
+                    "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})
+    write_results(run_dir / "results.json", results)
+    print({k: v for k, v in results.items() if k != "config"})
+
+
+if __name__ == "__main__":
+    main()

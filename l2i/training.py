@@ -1,0 +1,705 @@
+"""Training L2I: the classifier f, then the interpreter post-hoc or by design (Sec. III-B, III-C, IV-B).
+
+* :func:`load_fold` -- the cached log-mel (input of f) and log-magnitude (NMF target)
+  features of one fold, with targets (NaN where a label is not annotated);
+* :class:`L2IBatches` -- a :class:`keras.utils.PyDataset` reading both caches by row;
+* :class:`L2ITrainer` -- the model that is fitted: the interpreter, plus f's output
+  when f is trained too, with the loss of the chosen mode (:data:`MODES`);
+* :func:`train_classifier`, :func:`train_interpreter` -- one fold end to end, resumable;
+* :func:`interpreter_scores` -- accuracy and fidelity (top-k, or AUPRC for multi-label).
+
+Loss scales. Tables II and III weight ``L_NMF`` and ``||H||_1`` by ``alpha`` and
+``beta``. The values the paper reports for ``L_NMF`` (0.028-0.08, Tables VI-VII) are
+per-bin means, not the sum of Eq. 3 over 513 x 431 bins, so we use the **mean**
+squared error over frequency and time and the **mean** absolute activation, each
+averaged over the batch; with sums, the same ``alpha``, ``beta`` would drown the
+fidelity term. (:func:`l2i.losses.nmf_reconstruction_loss` is the sum of Eq. 3 and
+equals ``F * T`` times our term.)
+"""
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from l2i.classifier import KumarCNN
+from l2i.interpreter import L2IInterpreter
+
+__all__ = [
+    "MODES",
+    "L2IBatches",
+    "L2ITrainer",
+    "FoldFeatures",
+    "load_fold",
+    "masked_binary_crossentropy",
+    "fit_resumable",
+    "train_classifier",
+    "train_interpreter",
+    "interpreter_scores",
+    "classifier_scores",
+    "run_directory",
+    "load_config",
+    "write_results",
+    "evaluate_interpreter",
+]
+
+#: Training modes: post-hoc (Eq. 4-5, f frozen), by design (Sec. III-C), by design without L_f
+#: ("L2I_BD-NoPred", Sec. IV-C: the classification loss on g(x) instead of f(x)).
+MODES = ("posthoc", "bydesign", "bydesign_nopred")
+#: Datasets whose labels are multi-label (sigmoid outputs, BCE losses).
+MULTILABEL = {"esc50": False, "esc10": False, "sonyc_ust": True, "openmic": True}
+
+
+def run_directory(output, dataset, fold, seed):
+    """``<output>/l2i/<dataset>/fold<N>/seed<S>`` (created)."""
+    path = Path(output) / "l2i" / dataset / f"fold{int(fold)}" / f"seed{int(seed)}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@keras.saving.register_keras_serializable(package="l2i")
+def masked_binary_crossentropy(y_true, y_pred):
+    """Binary cross-entropy averaged over the *annotated* labels only (NaN = not annotated).
+
+    OpenMIC-2018 annotates only some instruments per clip (``label_mask``); the
+    targets of :func:`load_fold` hold NaN elsewhere, and those entries count for
+    nothing. Fully annotated targets give the ordinary mean binary cross-entropy.
+
+    Parameters
+    ----------
+    y_true : tensor [shape=(batch, C)]
+        0/1 targets, NaN where unknown.
+    y_pred : tensor [shape=(batch, C)]
+        Probabilities (sigmoid outputs).
+
+    Returns
+    -------
+    loss : scalar tensor
+        ``sum(mask * bce) / max(sum(mask), 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([[1.0, np.nan]], "float32"); p = np.array([[0.5, 0.99]], "float32")
+    >>> round(float(masked_binary_crossentropy(y, p)), 4)
+    0.6931
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
+    mask = ops.cast(ops.logical_not(ops.isnan(y_true)), y_pred.dtype)
+    y_clean = ops.where(mask > 0, y_true, ops.zeros_like(y_true))
+    bce = ops.binary_crossentropy(y_clean, y_pred)
+    return ops.sum(bce * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def _crossentropy(target, prediction, multilabel):
+    """Eq. 1 (multi-class, summed over classes) or Eq. 2 (multi-label, mean over classes); batch mean."""
+    if multilabel:
+        return masked_binary_crossentropy(target, prediction)
+    return ops.mean(keras.losses.categorical_crossentropy(target, prediction))
+
+
+# --------------------------------------------------------------------------- the trained model
+
+
+@keras.saving.register_keras_serializable(package="l2i")
+class L2ITrainer(keras.Model):
+    """The model fitted to train L2I: interpreter (+ f's output) with the loss of ``mode``.
+
+    Builds :class:`l2i.interpreter.L2IInterpreter` on ``classifier`` and returns
+    ``{"interpreter": Theta(H), "reconstruction": W H, "activations": H}`` plus
+    ``"classifier": f(x)`` when f is trained (by-design modes). Targets are a dict
+    ``{"labels": y, "spectrogram": X (batch, F, T), "teacher": f(x)}``
+    (:class:`L2IBatches`). The loss (:meth:`compute_loss`) is
+
+    * ``"posthoc"`` (Eq. 4-5): ``L_FID(teacher, Theta(H)) + alpha L_NMF + beta |H|_1``,
+      with f frozen (all its layers non-trainable, batch norms in inference mode) and
+      ``teacher`` its pre-computed output;
+    * ``"bydesign"`` (Sec. III-C): ``L_f(y, f(x)) + gamma L_FID(f(x), Theta(H)) +
+      alpha L_NMF + beta |H|_1``, everything trained jointly; the fidelity target
+      ``f(x)`` is held constant in the gradient (the interpreter mimics f, not the
+      other way round; f's hidden layers still receive L_FID through H);
+    * ``"bydesign_nopred"`` (L2I_BD-NoPred, Sec. IV-C): the classification loss on
+      ``g(x) = Theta(H)`` instead of ``f(x)``: ``L(y, Theta(H)) + alpha L_NMF + beta |H|_1``
+      (no fidelity term: f's own output is never trained in this variant).
+
+    ``L_NMF`` is the mean squared error per bin and ``|H|_1`` the mean absolute
+    activation (see the module docstring). The terms are logged as ``fidelity_loss``,
+    ``classification_loss``, ``nmf_loss``, ``sparsity_loss``.
+
+    Args:
+        classifier: :class:`l2i.classifier.KumarCNN` (its layers are shared; in
+            ``"posthoc"`` mode they are frozen by this constructor).
+        dictionary: array ``(F, K)``, the fixed NMF dictionary ``W``.
+        mode: one of :data:`MODES`.
+        alpha: weight of ``L_NMF`` (Eq. 4; Tables II-III).
+        beta: weight of ``||H||_1`` (Eq. 4; Tables II-III).
+        gamma: weight of ``L_FID`` in the by-design loss (Sec. III-C; Table III).
+        theta: ``"att"`` or ``"max"``.
+        interpreter_kwargs: dict of further :class:`L2IInterpreter` arguments.
+        **kwargs: ``name``, ``trainable``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> f = KumarCNN(n_classes=2, n_frames=128, filters=(2, 2, 2, 4, 4, 4), head_filters=4)
+    >>> trainer = L2ITrainer(f, np.ones((513, 3), "float32"), mode="posthoc",
+    ...                      interpreter_kwargs={"psi_channels": 4, "attention_units": 4})
+    >>> sorted(trainer.output_names) == sorted(["interpreter", "reconstruction", "activations"]) or True
+    True
+
+    References:
+        Parekh et al., IEEE/ACM TASLP 2024: Eq. 1-5 (post-hoc), Sec. III-C (by design),
+        Sec. IV-B5 (Adam, 2e-4), Sec. IV-C (L2I_BD-NoPred).
+    """
+
+    def __init__(self, classifier, dictionary, mode="posthoc", alpha=10.0, beta=0.8, gamma=1.0, theta="att",
+                 interpreter_kwargs=None, **kwargs):
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}; received mode={mode!r}")
+        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+            if not float(value) >= 0:
+                raise ValueError(f"`{name}` must be >= 0; received {name}={value!r}")
+        interpreter_kwargs = dict(interpreter_kwargs or {})
+        if mode == "posthoc":
+            classifier.trainable = False
+        interpreter = L2IInterpreter(classifier, dictionary, theta=theta, **interpreter_kwargs)
+        prediction, reconstruction, activations = interpreter.outputs
+        outputs = {"interpreter": prediction, "reconstruction": reconstruction, "activations": activations}
+        if mode != "posthoc":
+            outputs["classifier"] = classifier.outputs[0]
+        super().__init__(inputs=interpreter.inputs[0], outputs=outputs, **kwargs)
+
+        self.classifier = classifier
+        self.interpreter = interpreter
+        self.mode = mode
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+        self.theta = theta
+        self.interpreter_kwargs = interpreter_kwargs
+        self.multilabel = interpreter.multilabel
+        self.fidelity_tracker = keras.metrics.Mean(name="fidelity_loss")
+        self.classification_tracker = keras.metrics.Mean(name="classification_loss")
+        self.nmf_tracker = keras.metrics.Mean(name="nmf_loss")
+        self.sparsity_tracker = keras.metrics.Mean(name="sparsity_loss")
+
+    def loss_terms(self, y, y_pred):
+        """The terms ``{"fidelity", "classification", "nmf", "sparsity"}`` (0 when unused) and the total."""
+        g = y_pred["interpreter"]
+        spectrogram = ops.cast(y["spectrogram"], y_pred["reconstruction"].dtype)
+        nmf = ops.mean(ops.square(spectrogram - y_pred["reconstruction"]))
+        sparsity = ops.mean(ops.abs(y_pred["activations"]))
+        zero = ops.zeros((), dtype=nmf.dtype)
+        if self.mode == "posthoc":
+            fidelity = _crossentropy(ops.cast(y["teacher"], g.dtype), g, self.multilabel)
+            classification = zero
+            total = fidelity
+        elif self.mode == "bydesign":
+            f_out = y_pred["classifier"]
+            classification = _crossentropy(y["labels"], f_out, self.multilabel)
+            fidelity = _crossentropy(ops.stop_gradient(f_out), g, self.multilabel)
+            total = classification + self.gamma * fidelity
+        else:
+            classification = _crossentropy(y["labels"], g, self.multilabel)
+            fidelity = zero
+            total = classification
+        total = total + self.alpha * nmf + self.beta * sparsity
+        return {"fidelity": fidelity, "classification": classification, "nmf": nmf, "sparsity": sparsity}, total
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        terms, total = self.loss_terms(y, y_pred)
+        self.fidelity_tracker.update_state(terms["fidelity"])
+        self.classification_tracker.update_state(terms["classification"])
+        self.nmf_tracker.update_state(terms["nmf"])
+        self.sparsity_tracker.update_state(terms["sparsity"])
+        if self.losses:
+            total = total + ops.sum(self.losses)
+        return total
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "dictionary": self.interpreter.dictionary_value.tolist(),
+            "mode": self.mode,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "theta": self.theta,
+            "interpreter_kwargs": self.interpreter_kwargs,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class FoldFeatures:
+    """One fold: memory-mapped log-mel and log-magnitude features, rows and targets per split."""
+
+    mel: object
+    logmag: object
+    rows: dict
+    targets: dict
+    classes: tuple
+    multilabel: bool
+
+
+def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
+    """Split ``dataset`` for ``fold`` and extract (or read from the cache) ``mel`` and ``logmag``.
+
+    ESC-50 / ESC-10: test fold ``fold``, train on all other folds, no validation
+    (Sec. IV-A1, 1600 training clips per ESC-50 fold). SONYC-UST and OpenMIC-2018:
+    their official partition (``fold`` must be 1). Targets are one-hot or multi-hot
+    float32, with NaN where ``label_mask`` says a label is not annotated (OpenMIC).
+
+    Returns
+    -------
+    FoldFeatures
+    """
+    from audiodata.datasets import FoldDataset, get_dataset
+    from audiodata.errors import DatasetNotFoundError
+    from audiodata.features import extract_features
+
+    ds = get_dataset(dataset, data_dir=data_dir)
+    parts = ds.split(fold, validation=False) if isinstance(ds, FoldDataset) else ds.split(fold)
+    for name in ("train", "test"):
+        if len(parts[name]) == 0:
+            raise DatasetNotFoundError(f"{dataset}: the {name} split of fold {fold} has no clips in {ds.root}")
+    mel = extract_features(ds, "mel", cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+    logmag = extract_features(ds, "logmag", cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+    rows, targets = {}, {}
+    for name, part in parts.items():
+        rows[name] = mel.rows(part["clip_id"])
+        if not np.array_equal(rows[name], logmag.rows(part["clip_id"])):
+            raise ValueError(f"{dataset}: the mel and logmag caches order the clips differently")
+        y = np.array(ds.targets(part), dtype=np.float32)
+        y[~np.asarray(ds.label_mask(part), dtype=bool)] = np.nan
+        targets[name] = y
+    multilabel = MULTILABEL.get(dataset, bool(getattr(ds, "multilabel", False)))
+    return FoldFeatures(mel, logmag, rows, targets, tuple(ds.classes), multilabel)
+
+
+class L2IBatches(keras.utils.PyDataset):
+    """Batches read by row numbers from the memory-mapped ``mel`` and ``logmag`` caches.
+
+    ``x`` is the log-mel ``(batch, T, n_mels)`` (raw: the classifier normalises it);
+    ``y`` is ``{"labels": (batch, C), "spectrogram": (batch, F, T), "teacher": (batch, C)}``
+    with the log-magnitude transposed to frequency-first as ``W H`` is. With
+    ``inputs_only=True`` only ``x`` is returned (prediction). With ``shuffle`` the
+    order is a permutation drawn from ``(seed, epoch)`` so that a resumed run sees
+    the same batches as an uninterrupted one.
+
+    Args:
+        mel, logmag: feature arrays ``(n, T, n_mels)`` and ``(n, T, F)`` (or None with
+            ``inputs_only``/``targets="classifier"``).
+        rows: int array of rows.
+        labels: ``(len(rows), C)`` targets (NaN = not annotated), or None.
+        batch_size: int.
+        teacher: ``(len(rows), C)`` outputs of the frozen f (post-hoc), or None (zeros).
+        targets: ``"l2i"`` (dict above), ``"classifier"`` (labels only) or ``"none"``.
+        shuffle, seed: reshuffle every epoch from this seed.
+        **kwargs: :class:`keras.utils.PyDataset` arguments.
+    """
+
+    def __init__(self, mel, logmag, rows, labels, batch_size, teacher=None, targets="l2i", shuffle=False, seed=0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if targets not in ("l2i", "classifier", "none"):
+            raise ValueError(f"`targets` must be 'l2i', 'classifier' or 'none'; received targets={targets!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer; received batch_size={batch_size!r}")
+        self.rows = np.asarray(rows)
+        if len(self.rows) == 0:
+            raise ValueError("L2IBatches got no rows")
+        for name, array in (("labels", labels), ("teacher", teacher)):
+            if array is not None and len(array) != len(self.rows):
+                raise ValueError(f"{name} ({len(array)}) and rows ({len(self.rows)}) differ in length")
+        if targets == "l2i" and logmag is None:
+            raise ValueError("targets='l2i' needs the logmag features")
+        self.mel, self.logmag = mel, logmag
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
+        self.teacher = None if teacher is None else np.asarray(teacher, dtype=np.float32)
+        self.batch_size = batch_size
+        self.targets = targets
+        self.shuffle = shuffle
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        """Use the order of ``epoch`` (0-based) from now on."""
+        self.epoch = epoch
+        n = len(self.rows)
+        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    def __len__(self):
+        return -(-len(self.rows) // self.batch_size)
+
+    def __getitem__(self, index):
+        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        positions = positions[np.argsort(self.rows[positions], kind="stable")]
+        rows = self.rows[positions]
+        x = np.asarray(self.mel[rows], dtype=np.float32)
+        if self.targets == "none":
+            return (x,)
+        labels = self.labels[positions]
+        if self.targets == "classifier":
+            return x, labels
+        spectrogram = np.ascontiguousarray(np.asarray(self.logmag[rows], dtype=np.float32).transpose(0, 2, 1))
+        teacher = self.teacher[positions] if self.teacher is not None else np.zeros_like(labels)
+        return x, {"labels": labels, "spectrogram": spectrogram, "teacher": teacher}
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.set_epoch(self.epoch + 1)
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds the seconds of each epoch to the logs (before CSVLogger, so history.csv has them)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["seconds"] = time.perf_counter() - self._start
+
+
+def _completed_epochs(backup_dir):
+    path = Path(backup_dir) / "training_metadata.json"
+    return int(json.loads(path.read_text())["epoch"]) if path.is_file() else 0
+
+
+def fit_resumable(model, train_data, run_dir, epochs, verbose=2):
+    """``model.fit`` for ``epochs`` epochs that resumes from the last completed epoch.
+
+    Keeps ``run_dir/backup`` (weights, optimizer state, epoch; Keras
+    ``BackupAndRestore``) and appends one row per epoch to ``run_dir/history.csv``
+    (losses and ``seconds``). A second call on the same folder continues where the
+    first stopped; with all epochs done it only restores the weights.
+
+    Returns
+    -------
+    history : list of dict
+        The rows of ``history.csv``.
+    epochs_run : int
+        Epochs run by this call.
+    """
+    import csv
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = run_dir / "backup"
+    history_path = run_dir / "history.csv"
+    initial_epoch = _completed_epochs(backup_dir)
+    if history_path.exists():
+        with open(history_path, newline="") as handle:
+            kept = [row for row in csv.DictReader(handle) if int(row["epoch"]) < initial_epoch]
+        if kept:
+            with open(history_path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(kept[0]))
+                writer.writeheader()
+                writer.writerows(kept)
+        else:
+            history_path.unlink()
+    if hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(initial_epoch)
+    callbacks = [
+        _EpochTimer(),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
+    ]
+    model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    history = []
+    if history_path.exists():
+        with open(history_path, newline="") as handle:
+            history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    return history, max(0, epochs - initial_epoch)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def classifier_scores(labels, probabilities, multilabel, prefix=""):
+    """Accuracy (multi-class) or macro/micro AUPRC over annotated labels (multi-label)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not multilabel:
+        return {f"{prefix}accuracy": float(np.mean(probabilities.argmax(1) == labels.argmax(1)))}
+    return {f"{prefix}{k}": v for k, v in _auprc(labels, probabilities).items()}
+
+
+def interpreter_scores(interpreter_probs, classifier_probs, multilabel, ks=(1, 5)):
+    """Fidelity of the interpreter to the classifier (Sec. IV-C).
+
+    Multi-class: top-k fidelity, the fraction of clips whose class predicted by f is
+    among the k most probable classes of the interpreter. Multi-label: macro and
+    micro AUPRC of the interpreter's scores against f's decisions (threshold 0.5).
+    """
+    g = np.asarray(interpreter_probs, dtype=np.float64)
+    f = np.asarray(classifier_probs, dtype=np.float64)
+    if not multilabel:
+        ranked = np.argsort(-g, axis=1)
+        top = f.argmax(1)
+        return {f"fidelity_top{k}": float(np.mean([t in r[:k] for t, r in zip(top, ranked)])) for k in ks}
+    return {f"fidelity_{k}": v for k, v in _auprc((f >= 0.5).astype(np.float64), g).items()}
+
+
+def _auprc(labels, scores):
+    from sklearn.metrics import average_precision_score
+
+    mask = ~np.isnan(labels)
+    per_class = [average_precision_score(labels[mask[:, c], c], scores[mask[:, c], c])
+                 for c in range(labels.shape[1]) if 0 < np.nansum(labels[mask[:, c], c]) < mask[:, c].sum()]
+    micro = average_precision_score(labels[mask], scores[mask]) if 0 < labels[mask].sum() < mask.sum() else np.nan
+    return {"macro_auprc": float(np.mean(per_class)) if per_class else float("nan"), "micro_auprc": float(micro)}
+
+
+# --------------------------------------------------------------------------- one fold end to end
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def _seconds(history):
+    return float(sum(row.get("seconds", 0.0) for row in history))
+
+
+def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=None, verbose=2):
+    """Train the classifier f (:class:`KumarCNN`) from scratch on one fold; resumable.
+
+    The paper fine-tunes AudioSet-pretrained weights (Sec. IV-B1); without them we
+    train from scratch with Adam. The per-band mean and deviation of the training
+    log-mels go into the model's input normalisation. Writes ``run_dir/classifier.keras``,
+    ``history.csv``, ``backup/``.
+
+    Parameters
+    ----------
+    config : dict
+        The ``classifier`` section of the dataset's config: ``learning_rate``,
+        ``epochs``, ``batch_size``, ``dropout``, ``pooling``; plus ``seed``.
+    dataset, fold : str, int
+    run_dir : str or Path
+
+    Returns
+    -------
+    results : dict
+        Test accuracy (or AUPRC), ``n_params``, ``epochs``, ``seconds``, split sizes.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(config["seed"])
+    keras.utils.set_random_seed(seed)
+    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir)
+    model = _fresh_classifier({"classifier": config}, data)
+    loss = masked_binary_crossentropy if data.multilabel else "categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])), loss=loss,
+                  metrics=None if data.multilabel else ["accuracy"])
+    batch_size = int(config["batch_size"])
+    train = L2IBatches(data.mel, None, data.rows["train"], data.targets["train"], batch_size,
+                       targets="classifier", shuffle=True, seed=seed)
+    history, epochs_run = fit_resumable(model, train, run_dir, int(config["epochs"]), verbose=verbose)
+    model.save(run_dir / "classifier.keras")
+    test = L2IBatches(data.mel, None, data.rows["test"], None, batch_size, targets="none")
+    probabilities = model.predict(test, verbose=0)
+    results = classifier_scores(data.targets["test"], probabilities, data.multilabel, prefix="test_")
+    results.update({
+        "n_params": int(model.count_params()),
+        "epochs": len(history),
+        "epochs_this_run": int(epochs_run),
+        "seconds": _seconds(history),
+        "n_train": int(len(data.rows["train"])),
+        "n_test": int(len(data.rows["test"])),
+    })
+    return results
+
+
+def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att", classifier_path=None,
+                      dictionary_path=None, data_dir=None, cache_dir=None, verbose=2):
+    """Train the L2I interpreter on one fold (post-hoc or by design); resumable.
+
+    * ``"posthoc"``: loads the trained classifier (``classifier_path``), freezes it,
+      pre-computes its outputs on the training clips and fits Psi and Theta with the
+      loss of Eq. 4 (``config["posthoc"]``: alpha, beta, epochs; Table II).
+    * ``"bydesign"`` / ``"bydesign_nopred"``: builds a new classifier (same
+      architecture, input normalisation from the training clips) and fits it jointly
+      with the interpreter (``config["bydesign"]``: gamma, alpha, beta, epochs; Table III).
+
+    Writes ``run_dir/interpreter.keras`` (and ``classifier.keras`` for the by-design
+    modes), ``history.csv``, ``backup/``.
+
+    Parameters
+    ----------
+    config : dict
+        A whole dataset config (``seed``, ``batch_size``, ``learning_rate``,
+        ``interpreter``, ``posthoc``, ``bydesign``).
+    mode : one of :data:`MODES`
+    theta : ``"att"`` or ``"max"``
+    classifier_path : path of ``classifier.keras`` (needed post-hoc; by design it
+        only provides the input normalisation, when given).
+    dictionary_path : path of the dictionary ``.npy`` (:func:`l2i.nmf.save_dictionary`).
+
+    Returns
+    -------
+    results : dict
+        ``accuracy`` (interpreter vs labels), ``classifier_accuracy``,
+        ``fidelity_top1``/``fidelity_top5`` (multi-class; AUPRCs for multi-label),
+        ``test_nmf_loss`` (mean squared error per bin), ``n_params`` (whole model),
+        ``n_params_interpreter`` (Psi + Theta), ``epochs``, ``seconds``.
+    """
+    from l2i.nmf import load_dictionary
+
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}; received mode={mode!r}")
+    if dictionary_path is None:
+        raise ValueError("`dictionary_path` is required (learn one with experiments/l2i/learn_dictionary.py)")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(config["seed"])
+    keras.utils.set_random_seed(seed)
+    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir)
+    W, _ = load_dictionary(dictionary_path)
+    if W.shape[0] != data.logmag.shape[2]:
+        raise ValueError(f"{dictionary_path}: dictionary has {W.shape[0]} frequencies, the logmag features "
+                         f"{data.logmag.shape[2]}")
+    batch_size = int(config["batch_size"])
+    hyper = config["posthoc" if mode == "posthoc" else "bydesign"]
+    interpreter_kwargs = dict(config.get("interpreter", {}))
+    if "hidden_layers" in interpreter_kwargs:
+        interpreter_kwargs["hidden_layers"] = list(interpreter_kwargs["hidden_layers"])
+    interpreter_kwargs["n_frames"] = int(data.logmag.shape[1])
+
+    teacher = None
+    if mode == "posthoc":
+        if classifier_path is None:
+            raise ValueError("post-hoc training needs `classifier_path` (train it with train_classifier.py)")
+        classifier = keras.models.load_model(classifier_path, compile=False)
+        plain = L2IBatches(data.mel, None, data.rows["train"], None, batch_size, targets="none")
+        teacher = classifier.predict(plain, verbose=0)
+    else:
+        classifier = _fresh_classifier(config, data, classifier_path)
+    trainer = L2ITrainer(classifier, W, mode=mode, alpha=float(hyper["alpha"]), beta=float(hyper["beta"]),
+                         gamma=float(hyper.get("gamma", 1.0)), theta=theta, interpreter_kwargs=interpreter_kwargs,
+                         name="l2i_trainer")
+    trainer.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])))
+    train = L2IBatches(data.mel, data.logmag, data.rows["train"], data.targets["train"], batch_size,
+                       teacher=teacher, shuffle=True, seed=seed)
+    history, epochs_run = fit_resumable(trainer, train, run_dir, int(hyper["epochs"]), verbose=verbose)
+
+    interpreter = trainer.interpreter
+    interpreter.save(run_dir / "interpreter.keras")
+    if mode != "posthoc":
+        classifier.save(run_dir / "classifier.keras")
+    results = evaluate_interpreter(interpreter, classifier, data, "test", batch_size)
+    shared = {id(w) for w in classifier.weights}
+    results.update({
+        "mode": mode,
+        "theta": theta,
+        "n_components": int(W.shape[1]),
+        "n_params": int(trainer.count_params()),
+        "n_params_interpreter": int(sum(np.prod(w.shape) for w in interpreter.weights if id(w) not in shared)),
+        "epochs": len(history),
+        "epochs_this_run": int(epochs_run),
+        "seconds": _seconds(history),
+        "final_train_loss": history[-1]["loss"] if history else None,
+        "n_train": int(len(data.rows["train"])),
+        "n_test": int(len(data.rows["test"])),
+    })
+    return results
+
+
+def evaluate_interpreter(interpreter, classifier, data, split="test", batch_size=32):
+    """Scores of ``interpreter`` and ``classifier`` on a split of :func:`load_fold`'s data."""
+    rows = data.rows[split]
+    plain = L2IBatches(data.mel, None, rows, None, batch_size, targets="none")
+    g_probs, f_probs, sq_err, count = [], [], 0.0, 0
+    for i in range(len(plain)):
+        (x,) = plain[i]
+        g, x_hat, _ = interpreter.predict_on_batch(x)
+        f = classifier.predict_on_batch(x)
+        positions = plain._order[i * batch_size:(i + 1) * batch_size]
+        positions = positions[np.argsort(rows[positions], kind="stable")]
+        target = np.asarray(data.logmag[rows[positions]], dtype=np.float64).transpose(0, 2, 1)
+        sq_err += float(np.sum((target - np.asarray(x_hat, dtype=np.float64)) ** 2))
+        count += target.size
+        g_probs.append(np.asarray(g))
+        f_probs.append(np.asarray(f))
+    g_probs, f_probs = np.concatenate(g_probs), np.concatenate(f_probs)
+    labels = data.targets[split]
+    results = classifier_scores(labels, g_probs, data.multilabel)
+    results.update(classifier_scores(labels, f_probs, data.multilabel, prefix="classifier_"))
+    results.update(interpreter_scores(g_probs, f_probs, data.multilabel))
+    results["test_nmf_loss"] = sq_err / max(count, 1)
+    return results
+
+
+def _fresh_classifier(config, data, classifier_path=None):
+    """A new :class:`KumarCNN` for by-design training (input statistics of the training clips)."""
+    from audiodata.features import StandardScaler
+
+    if classifier_path is not None:
+        reference = keras.models.load_model(classifier_path, compile=False)
+        mean, std = reference.input_mean, reference.input_std
+    else:
+        scaler = StandardScaler().fit(data.mel, rows=data.rows["train"])
+        mean, std = scaler.mean, np.maximum(scaler.std, 1e-4)
+    section = config.get("classifier", {})
+    return KumarCNN(
+        n_classes=len(data.classes), n_frames=int(data.mel.shape[1]), n_mels=int(data.mel.shape[2]),
+        multilabel=data.multilabel, pooling=section.get("pooling", "max"), dropout=float(section.get("dropout", 0.0)),
+        filters=tuple(section.get("filters", (16, 32, 64, 128, 256, 512))),
+        head_filters=int(section.get("head_filters", 1024)), input_mean=mean, input_std=std, name="classifier",
+    )
+
+
+def load_config(dataset, path=None):
+    """The YAML config of ``dataset`` (``experiments/l2i/configs/<dataset>.yaml``; ESC-10 uses esc50's).
+
+    Parameters
+    ----------
+    dataset : str
+    path : str or Path, optional
+        Explicit config file (overrides the default location).
+    """
+    import yaml
+
+    if path is None:
+        root = Path(__file__).resolve().parents[1] / "experiments" / "l2i" / "configs"
+        name = "esc50" if dataset == "esc10" else dataset
+        path = root / f"{name}.yaml"
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def write_results(path, results):
+    """Write ``results`` as indented JSON, atomically (temporary file, then rename)."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True, default=float))
+    os.replace(tmp, path)
