@@ -23,7 +23,8 @@ setup(
     package_data={"audiodata": ["configs/*.yaml"]},
     install_requires=_requirements(),
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"],
+        # jax: the tests also load and train the models on KERAS_BACKEND=jax (CPU).
+        "test": ["pytest>=7", "pytest-timeout>=2", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6", "jax>=0.4"],
     },
     license="MIT",
 )
