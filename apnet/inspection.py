@@ -12,7 +12,8 @@ way:
 * :func:`closest_prototypes` -- closest prototypes with the learned weighted sum and with a
   plain mean (Figure 8);
 * :func:`prototype_distance_matrix` -- Eq. 11 (Figure 9, and the prototype refinement);
-* :func:`class_order` -- prototypes sorted by class, as the figures show them.
+* :func:`class_order` -- prototypes sorted by class, as the figures show them;
+* :func:`load_run` -- model, config, scaler, dataset and fold of a training run folder.
 
 Inputs ``x`` are min-max scaled spectrograms ``(N, T, F)``, or unscaled ones with the
 training run's ``scaler`` (then they are scaled batch by batch, so a memory-mapped

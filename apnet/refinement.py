@@ -90,7 +90,9 @@ def remove_prototypes(model, indices):
     their rows of ``H`` and ``W``) deleted. The last layer's ``kernel_initializer`` becomes
     ``"zeros"``: its weights come from ``model``, and the default
     :class:`apnet.initializers.PrototypeClassKernel` refuses fewer prototypes than classes
-    (it would fail when the saved model is loaded).
+    (it would fail when the saved model is loaded). When ``H`` has a unit-norm constraint
+    over the prototypes (``APNet(unit_norm_weighted_sum=True)``), its columns are
+    renormalised over the kept prototypes at the first training step, not here.
 
     Parameters
     ----------

@@ -1,0 +1,123 @@
+"""End-to-end tests of experiments/apnet/refine.py and inspect_prototypes.py on a one-epoch FSDD run."""
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+import apnet  # noqa: F401  (registers the classes for loading)
+from apnet.inspection import prototype_distance_matrix
+from apnet.refinement import channel_distance_matrix, redundant_channels, redundant_prototypes
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "experiments" / "apnet"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"apnet_experiment_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared_data, feature_cache, fsdd_fold):
+    """``train.py --dataset fsdd --fold 1 --epochs 1`` with a small model (M = 10, C = 8)."""
+    tmp = tmp_path_factory.mktemp("refine_cli")
+    config = yaml.safe_load((SCRIPTS / "configs" / "fsdd.yaml").read_text())
+    config.update(n_prototypes=10, n_filters=8)
+    (tmp / "fsdd_small.yaml").write_text(yaml.safe_dump(config))
+    argv = ["--dataset", "fsdd", "--fold", "1", "--epochs", "1", "--data-dir", str(shared_data), "--cache-dir",
+            str(feature_cache), "--config", str(tmp / "fsdd_small.yaml"), "--output", str(tmp / "results"),
+            "--verbose", "0"]
+    assert load_script("train").main(argv) == 0
+    return tmp / "results" / "apnet" / "fsdd" / "fold1" / "seed0"
+
+
+def refine_argv(model, shared_data, feature_cache, *extra, epochs="1"):
+    return ["--model", str(model), "--epochs", epochs, "--data-dir", str(shared_data),
+            "--cache-dir", str(feature_cache), "--verbose", "0", *extra]
+
+
+@pytest.fixture(scope="module")
+def refined_prototypes(run_dir, shared_data, feature_cache):
+    argv = refine_argv(run_dir / "model.keras", shared_data, feature_cache, "--method", "prototypes")
+    assert load_script("refine").main(argv) == 0
+    return run_dir / "refine_prototypes"
+
+
+def test_refine_prototypes(run_dir, refined_prototypes):
+    out = refined_prototypes
+    for name in ("model.keras", "results.json", "config.yaml", "scaler.json", "history.csv", "distances.npy"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    trained = json.loads((run_dir / "results.json").read_text())
+    original = keras.models.load_model(run_dir / "model.keras")
+    distances = prototype_distance_matrix(original)
+    np.testing.assert_allclose(np.load(out / "distances.npy"), distances)
+    assert results["removed_prototypes"] == redundant_prototypes(distances).tolist()
+    assert 0 < len(results["removed_prototypes"]) < 10
+    assert results["n_prototypes_before"] == 10
+    assert results["n_prototypes_after"] == 10 - len(results["removed_prototypes"])
+    assert results["n_params_before"] == trained["n_params"] > results["n_params_after"]
+    assert results["test_accuracy_before"] == pytest.approx(trained["test_accuracy"], abs=1e-9)
+    assert 0.0 <= results["test_accuracy_after"] <= 1.0
+    assert results["epochs"] == 1 and results["seconds"] > 0 and results["method"] == "prototypes"
+    assert results["dataset"] == "fsdd" and results["fold"] == 1
+    assert results["command"].startswith("python experiments/apnet/refine.py") and "--epochs 1" in results["command"]
+    model = keras.models.load_model(out / "model.keras")
+    assert model.get_layer("prototypes").n_prototypes == results["n_prototypes_after"]
+    assert model.count_params() == results["n_params_after"]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["n_prototypes"] == results["n_prototypes_after"] and config["refinement"]["method"] == "prototypes"
+    assert (out / "scaler.json").read_text() == (run_dir / "scaler.json").read_text()
+
+
+def test_refine_channels_after_prototypes(refined_prototypes, shared_data, feature_cache):
+    source = refined_prototypes / "model.keras"
+    argv = refine_argv(source, shared_data, feature_cache, "--method", "channels", "--n-channels", "2")
+    assert load_script("refine").main(argv) == 0
+    out = refined_prototypes / "refine_channels"
+    results = json.loads((out / "results.json").read_text())
+    expected = redundant_channels(channel_distance_matrix(keras.models.load_model(source)), 2)
+    assert results["removed_channels"] == expected.tolist()
+    assert (results["n_channels_before"], results["n_channels_after"]) == (8, 6)
+    assert results["n_prototypes_after"] == results["n_prototypes_before"]
+    assert results["n_params_after"] < results["n_params_before"]
+    model = keras.models.load_model(out / "model.keras")
+    assert tuple(model.get_layer("latent").output.shape[1:]) == (16, 16, 6)
+
+
+def test_inspect_prototypes(run_dir, shared_data, feature_cache, tmp_path):
+    argv = ["--model", str(run_dir / "model.keras"), "--output", str(tmp_path), "--data-dir", str(shared_data),
+            "--cache-dir", str(feature_cache)]
+    assert load_script("inspect_prototypes").main(argv) == 0
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert len(rows) == 10
+    for row in rows:
+        assert (tmp_path / row["wav"]).is_file() and (tmp_path / row["png"]).is_file()
+        assert row["wav"] == f"prototype_{row['prototype']}_{row['class_name']}.wav"
+        assert row["nearest_clip_id"]
+    arrays = np.load(tmp_path / "weights.npz")
+    assert arrays["W_T"].shape == (10, 10) and arrays["H"].shape == (10, 16) and arrays["distances"].shape == (10, 10)
+    assert arrays["mel"].shape == (10, 64, 64)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "channels", "--n-channels", "8"], "n_channels"),
+    (["--method", "prototypes", "--epochs", "0"], "--epochs must be positive"),  # the last --epochs wins
+])
+def test_refine_errors(run_dir, shared_data, feature_cache, extra, message, capsys):
+    argv = refine_argv(run_dir / "model.keras", shared_data, feature_cache, *extra)
+    assert load_script("refine").main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_run_folder(tmp_path, capsys):
+    assert load_script("refine").main(["--method", "prototypes", "--model", str(tmp_path / "model.keras")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert load_script("inspect_prototypes").main(["--model", str(tmp_path / "model.keras")]) == 2
+    assert "does not exist" in capsys.readouterr().err
