@@ -120,7 +120,8 @@ class FLINT(keras.Model):
         interpreter = keras.layers.Activation("sigmoid" if multilabel else "softmax", name="interpreter")(logits)
         # Decoder d: Phi(x) -> input.
         grid = (math.ceil(n_frames / 8), math.ceil(n_bands / 8))
-        d = keras.layers.Dense(grid[0] * grid[1] * decoder_channels, activation="relu", name="decoder_dense")(attributes)
+        d = keras.layers.Dense(grid[0] * grid[1] * decoder_channels, activation="relu",
+                               name="decoder_dense")(attributes)
         d = keras.layers.Reshape((*grid, decoder_channels), name="decoder_reshape")(d)
         for i in range(1, 4):
             d = keras.layers.UpSampling2D(2, name=f"decoder_upsample{i}")(d)

@@ -159,7 +159,8 @@ class TDLNMFClassifier:
         clips = as_clips(X)
         lengths = {c.shape[0] for c in clips}
         if len(lengths) != 1:
-            raise ParameterError(f"TDL-NMF batches clips: they must share their length T; got lengths {sorted(lengths)}")
+            raise ParameterError(f"TDL-NMF batches clips: they must share their length T; "
+                                 f"got lengths {sorted(lengths)}")
         return np.stack(clips)
 
     def _check_fitted(self):

@@ -74,7 +74,8 @@ class VIBI(keras.Model):
                  seed=None, **kwargs):
         shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
         if len(shape) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
-            raise ValueError(f"`input_shape` must be a pair of positive ints (T, F); received input_shape={input_shape!r}")
+            raise ValueError(f"`input_shape` must be a pair of positive ints (T, F); "
+                             f"received input_shape={input_shape!r}")
         chunk = tuple(chunk_size) if isinstance(chunk_size, (list, tuple)) else ()
         if len(chunk) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in chunk):
             raise ValueError(f"`chunk_size` must be a pair of positive ints; received chunk_size={chunk_size!r}")
