@@ -6,25 +6,18 @@ import pytest
 from apnet import APNet
 from apnet.training import compile_apnet
 from l2i.baselines import apnet_baseline
-from tests.l2i._esc10 import l2i_cache_dir  # noqa: F401  (session fixture)
 
 
 @pytest.fixture(scope="module")
-def esc10_mel(shared_data, l2i_cache_dir):  # noqa: F811
-    """40 real clips: log-mel averaged over 4 frames, first 64 frames, min-max scaled to [-1, 1] -> (40, 64, 128)."""
-    from audiodata.datasets import get_dataset
-    from audiodata.features import extract_features
-
-    ds = get_dataset("esc10", data_dir=shared_data)
-    clips = ds.clips[ds.clips["fold"].isin([1, 2])].groupby(["fold", "label"]).head(2)
-    features = extract_features(ds, "mel", cache_dir=l2i_cache_dir, n_jobs=2, progress=False)
-    x = features[features.rows(clips["clip_id"])][:, :428].reshape(len(clips), 107, 4, -1).mean(axis=2)[:, :64]
-    x = 2 * (x - x.min()) / (x.max() - x.min()) - 1
-    return x.astype("float32"), ds.targets(clips)
-
-
-def test_prototypes_equal_components_and_training_decreases_the_loss(esc10_mel, tmp_path):
+def apnet_mel(esc10_mel):
+    """The shared 40-clip log-mel, first 64 frames, min-max scaled to [-1, 1] -> (40, 64, 128)."""
     x, y = esc10_mel
+    x = x[:, :64]
+    return (2 * (x - x.min()) / (x.max() - x.min()) - 1).astype("float32"), y
+
+
+def test_prototypes_equal_components_and_training_decreases_the_loss(apnet_mel, tmp_path):
+    x, y = apnet_mel
     keras.utils.set_random_seed(0)
     model = apnet_baseline((64, 128), n_classes=10, n_components=16, n_filters=8)
     assert isinstance(model, APNet) and model.n_prototypes == 16 and model.name == "apnet_baseline"

@@ -5,20 +5,6 @@ import pytest
 
 from audiodata.errors import ParameterError
 from l2i.baselines import NMFClassifier, TDLNMFClassifier
-from tests.l2i._esc10 import l2i_cache_dir  # noqa: F401  (session fixture)
-
-
-@pytest.fixture(scope="module")
-def esc10_logmag(shared_data, l2i_cache_dir):  # noqa: F811
-    """40 real clips (2 per class from folds 1 and 2): log-magnitude averaged over 4 frames -> (40, 107, 513)."""
-    from audiodata.datasets import get_dataset
-    from audiodata.features import extract_features
-
-    ds = get_dataset("esc10", data_dir=shared_data)
-    clips = ds.clips[ds.clips["fold"].isin([1, 2])].groupby(["fold", "label"]).head(2)
-    features = extract_features(ds, "logmag", cache_dir=l2i_cache_dir, n_jobs=2, progress=False)
-    X = features[features.rows(clips["clip_id"])][:, :428].reshape(len(clips), 107, 4, -1).mean(axis=2)
-    return X.astype("float32"), ds.targets(clips)
 
 
 @pytest.fixture(scope="module")

@@ -5,22 +5,8 @@ import pytest
 
 from l2i.baselines import VIBI
 from l2i.metrics import top_k_fidelity
-from tests.l2i._esc10 import l2i_cache_dir  # noqa: F401  (session fixture)
 
 K = 8
-
-
-@pytest.fixture(scope="module")
-def esc10_mel(shared_data, l2i_cache_dir):  # noqa: F811
-    """40 real clips (2 per class from folds 1 and 2): log-mel averaged over 3 frames, first 128 -> (40, 128, 128)."""
-    from audiodata.datasets import get_dataset
-    from audiodata.features import extract_features
-
-    ds = get_dataset("esc10", data_dir=shared_data)
-    clips = ds.clips[ds.clips["fold"].isin([1, 2])].groupby(["fold", "label"]).head(2)
-    features = extract_features(ds, "mel", cache_dir=l2i_cache_dir, n_jobs=2, progress=False)
-    x = features[features.rows(clips["clip_id"])][:, :429].reshape(len(clips), 143, 3, -1).mean(axis=2)[:, :128]
-    return x.astype("float32"), ds.targets(clips)
 
 
 @pytest.fixture(scope="module")
