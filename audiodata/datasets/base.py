@@ -1,7 +1,6 @@
 """What every dataset loader shares: locating the folder, resolving audio files, splits, targets."""
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

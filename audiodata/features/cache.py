@@ -187,8 +187,8 @@ class _Partial:
             except (ValueError, OSError, EOFError):
                 pass  # unreadable leftovers are never trusted
         if self.done is None:
-            header_only = np.lib.format.open_memmap(feats, mode="w+", dtype=np.float32, shape=self.shape)
-            del header_only  # writes the header and sizes the (sparse) file; rows are written below
+            # Writes the header and sizes the (sparse) file; the rows are written below with pwrite.
+            np.lib.format.open_memmap(feats, mode="w+", dtype=np.float32, shape=self.shape).flush()
             self.done = np.zeros(n_rows, dtype=bool)
         _, _, self.header = _npy_layout(feats)
         self.row_bytes = int(np.prod(row_shape)) * 4
