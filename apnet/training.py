@@ -26,7 +26,7 @@ APNET_MONITOR = "val_probabilities_accuracy"
 CLASSIFIER_MONITOR = "val_accuracy"
 
 #: Feature set of each baseline when the config names none (Table 1).
-BASELINE_FEATURES = {"sb_cnn": "mel_sb_cnn", "att_crnn": "mel_att_crnn", "openl3_mlp": "openl3"}
+BASELINE_FEATURES = {"sb_cnn": "mel_sb_cnn", "att_crnn": "mel_att_crnn", "openl3_mlp": "mel_openl3"}
 MODELS = ("apnet",) + tuple(BASELINE_FEATURES)
 
 
@@ -325,8 +325,15 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         (completed), ``epochs_this_run``, ``seconds`` (sum over epochs),
         ``seconds_per_epoch``, split sizes, the feature set and shape.
     """
+    from audiodata.errors import ParameterError
     from audiodata.features import MinMaxScaler
 
+    if model_name == "openl3_mlp":
+        raise ParameterError(
+            "openl3_mlp needs L3 embeddings from the official OpenL3 weights (openl3_audio_mel256_env.h5 / "
+            "openl3_audio_mel256_music.h5), which this package cannot download: build the network with "
+            "apnet.baselines.openl3_audio_embedding, load them with apnet.baselines.load_openl3_weights, and train "
+            "apnet.baselines.openl3_mlp on the embeddings (see docs/apnet_baselines.md)")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(config["seed"])
