@@ -1,0 +1,707 @@
+"""From a trained L2I run folder to interpretations and evaluation scores (L2I, Sec. III-E, IV-C, V).
+
+The command-line scripts ``experiments/l2i/{interpret,evaluate,tables}.py`` and the
+notebooks call these functions:
+
+* :func:`load_run` -- a trained run folder (``<output>/l2i/<dataset>/fold<N>/seed<S>/<mode>_<theta>/``
+  written by ``train_interpreter.py``) as an :class:`L2IRun`: interpreter, the classifier
+  ``f`` it explains (the one stored inside ``interpreter.keras``, so ``f`` and ``g``
+  share their weights exactly), the dictionary ``W``, the class names and the feature
+  parameters of the dataset;
+* :func:`load_clip` -- any audio file as the network expects it: resampled to the
+  dataset rate (44.1 kHz), mixed to mono, cut to one window of the dataset clip
+  length (5 s for ESC-50, 10 s for SONYC-UST and OpenMIC-2018) starting at
+  ``start`` seconds, zero-padded when shorter;
+* :func:`explain_signal` -- prediction of ``f`` and ``g``, relevances ``r_{k,c,x}``
+  and relevant components ``L_{c,x}`` of one clip (Sec. III-E), returned as an
+  :class:`Explanation` that :meth:`Explanation.write` turns into audio files and a figure
+  (Algorithm 1);
+* :func:`evaluate_run` -- fidelity, accuracy, reconstruction and fidelity losses,
+  ``FF_median`` for several thresholds ``tau`` and the Random Baseline (Sec. IV-C),
+  optionally on corrupted clips (Sec. V-B);
+* :func:`find_results` -- every ``results.json`` below a folder, with the run it belongs to
+  (what ``tables.py`` and the notebooks read).
+
+Interpreted classes. Multi-class data: the class predicted by ``f`` (argmax).
+Multi-label data: every class with ``f(x)_c > 0.5`` is interpreted (one ``FF_x`` per
+(clip, class) pair); a clip with no such class has no faithfulness value. SONYC-UST's
+'non-machinery-impact' is left out of the fidelity AUPRCs and of faithfulness (Sec. V-A).
+
+Random Baseline (Sec. IV-C). For each ``tau``, as many components as ``L_{c,x}`` holds
+on average over the test set (per class for multi-label data), rounded, are drawn at
+random among the components *not* in ``L_{c,x}`` (fewer when not enough remain) and
+removed; its ``FF_median`` is reported at every ``tau`` (the paper gives ``tau = 0.1``).
+"""
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audiodata.errors import AudioFileError, ParameterError
+
+__all__ = [
+    "CORRUPTIONS",
+    "DEFAULT_TAUS",
+    "Explanation",
+    "L2IRun",
+    "check_tau",
+    "class_index",
+    "dataset_classes",
+    "evaluate_run",
+    "explain_signal",
+    "find_results",
+    "interpret_file",
+    "load_clip",
+    "load_run",
+    "test_split",
+]
+
+#: Thresholds of Table V.
+DEFAULT_TAUS = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: Corruptions of the audio corruption experiment (Sec. V-B): none, white noise at 0 dB, mixture with
+#: a clip of another class at 0 dB.
+CORRUPTIONS = ("none", "noise", "mix")
+#: Classes left out of the fidelity AUPRCs and faithfulness (Sec. V-A).
+IGNORED_CLASSES = {"sonyc_ust": ("non-machinery-impact",)}
+_RUN_PATTERN = re.compile(r"l2i/(?P<dataset>[^/]+)/fold(?P<fold>\d+)/seed(?P<seed>\d+)/(?P<system>[^/]+)")
+
+
+# --------------------------------------------------------------------------- checks
+def check_tau(tau):
+    """``tau`` as a float in ``[0, 1)`` (Sec. III-E), or :class:`ParameterError` naming it."""
+    try:
+        value = float(tau)
+    except (TypeError, ValueError):
+        raise ParameterError(f"tau must be a number in [0, 1), got {tau!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise ParameterError(f"tau must lie in [0, 1) (the paper uses 0.1 to 0.9), got {tau!r}")
+    return value
+
+
+def dataset_classes(dataset):
+    """Class names of ``dataset`` (no data needed), index = label."""
+    from audiodata.datasets import DATASETS
+    from audiodata.datasets.esc50 import CLASSES, ESC10_TARGETS
+
+    if dataset == "esc10":
+        return tuple(CLASSES[t] for t in ESC10_TARGETS)
+    if dataset not in DATASETS:
+        raise ParameterError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    return tuple(DATASETS[dataset][0].classes)
+
+
+# --------------------------------------------------------------------------- a trained run
+@dataclass
+class L2IRun:
+    """A trained L2I system, ready to explain clips.
+
+    Attributes
+    ----------
+    path : Path
+        The run folder (holding ``interpreter.keras``).
+    dataset : str
+    classes : tuple of str
+    interpreter : l2i.interpreter.L2IInterpreter
+    classifier : keras.Model
+        ``f`` (shares its layers with ``interpreter``).
+    W : np.ndarray [shape=(F, K)]
+    theta : np.ndarray [shape=(K, C)]
+        Kernel of ``"theta_linear"``.
+    mel_params, logmag_params : dict
+        Feature parameters (``audiodata/configs/<dataset>.yaml``).
+    info : dict
+        The run's ``results.json`` (empty if absent).
+    """
+
+    path: Path
+    dataset: str
+    classes: tuple
+    interpreter: object
+    classifier: object
+    W: np.ndarray
+    theta: np.ndarray
+    mel_params: dict
+    logmag_params: dict
+    info: dict = field(default_factory=dict)
+    _forward: object = None
+
+    @property
+    def multilabel(self):
+        return bool(self.interpreter.multilabel)
+
+    @property
+    def n_components(self):
+        return int(self.W.shape[1])
+
+    @property
+    def sr(self):
+        return int(self.logmag_params["sr"])
+
+    @property
+    def duration(self):
+        return float(self.logmag_params["duration"])
+
+    @property
+    def stft(self):
+        """STFT keyword arguments of the log-magnitude features (for Algorithm 1's inversion)."""
+        p = self.logmag_params
+        return {"n_fft": int(p["n_fft"]), "hop_length": int(p["hop_length"]), "win_length": p.get("win_length")}
+
+    @property
+    def ignored(self):
+        """Indices of the classes left out of fidelity AUPRCs and faithfulness."""
+        names = IGNORED_CLASSES.get(self.dataset, ())
+        return tuple(i for i, c in enumerate(self.classes) if c in names)
+
+    def features(self, y):
+        """``mel`` [shape=(T, n_mels)] (input of f), ``X`` and ``phase`` [shape=(T, F)] of a mono clip."""
+        from audiodata.features.extract import features_from_signal
+        from audiodata.features.spectrogram import log_magnitude_spectrogram
+
+        mel = features_from_signal(y, self.mel_params)
+        p = self.logmag_params
+        X, phase = log_magnitude_spectrogram(y, n_frames=p.get("n_frames"), return_phase=True, **self.stft)
+        return mel, X, phase
+
+    def predict(self, mel):
+        """One forward pass on a batch of log-mels [shape=(B, T, n_mels)].
+
+        Returns
+        -------
+        dict of np.ndarray
+            ``f`` (B, C) classifier probabilities, ``g`` (B, C) interpreter
+            probabilities, ``H`` (B, K, T), ``z`` (B, K) or (B, C, K).
+        """
+        import keras
+
+        if self._forward is None:
+            layer = self.interpreter.get_layer
+            outputs = {"f": self.classifier.outputs[0], "g": layer("interpreter_prediction").output,
+                       "H": layer("nmf_activations").output, "z": layer("theta_pool").output}
+            self._forward = keras.Model(self.interpreter.inputs[0], outputs, name="l2i_forward")
+        out = self._forward.predict_on_batch(np.asarray(mel, dtype=np.float32))
+        return {k: np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float64) for k, v in out.items()}
+
+    def classify(self, signals):
+        """``f``'s probabilities [shape=(B, C)] for audio clips [shape=(B, n)] (faithfulness, Eq. 7)."""
+        from audiodata.features.extract import features_from_signal
+
+        mels = np.stack([features_from_signal(np.asarray(y, dtype=np.float32), self.mel_params) for y in signals])
+        return np.asarray(self.classifier.predict_on_batch(mels), dtype=np.float64)
+
+
+def _find_interpreter(model_dir):
+    model_dir = Path(model_dir)
+    if (model_dir / "interpreter.keras").is_file():
+        return model_dir
+    if not model_dir.is_dir():
+        raise ParameterError(f"--model {model_dir}: no such folder")
+    found = sorted(p.parent for p in model_dir.glob("*/interpreter.keras"))
+    if len(found) == 1:
+        return found[0]
+    for preferred in ("posthoc_att", "bydesign_att"):
+        if model_dir / preferred in found:
+            return model_dir / preferred
+    names = [p.name for p in found]
+    raise ParameterError(f"--model {model_dir}: holds no interpreter.keras" + (f" but several runs {names}; "
+                         "name one" if names else " (train one with experiments/l2i/train_interpreter.py)"))
+
+
+def load_run(model_dir, dataset=None):
+    """Load a trained run folder as an :class:`L2IRun`.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A ``<mode>_<theta>`` folder holding ``interpreter.keras``, or its
+        ``seed<S>`` parent (then the only run in it, else ``posthoc_att``).
+    dataset : str, optional
+        Default: the ``dataset`` of the run's ``results.json``, else the folder name
+        after ``l2i/`` in the path.
+
+    Returns
+    -------
+    L2IRun
+    """
+    import keras
+
+    import l2i  # noqa: F401  (registers the serialisable classes)
+    from audiodata.features import load_feature_params
+
+    path = _find_interpreter(model_dir)
+    info = json.loads((path / "results.json").read_text()) if (path / "results.json").is_file() else {}
+    if dataset is None:
+        dataset = info.get("dataset")
+    if dataset is None:
+        match = _RUN_PATTERN.search(path.resolve().as_posix())
+        if match is None:
+            raise ParameterError(f"{path}: cannot tell the dataset (no results.json, not under l2i/<dataset>/); "
+                                 "pass it explicitly")
+        dataset = match["dataset"]
+    interpreter = keras.models.load_model(path / "interpreter.keras", compile=False)
+    classes = dataset_classes(dataset)
+    if len(classes) != interpreter.n_classes:
+        raise ParameterError(f"{path}: the interpreter has {interpreter.n_classes} classes, {dataset} has "
+                             f"{len(classes)}")
+    config = "esc50" if dataset == "esc10" else dataset
+    mel_params, logmag_params = load_feature_params(config, "mel"), load_feature_params(config, "logmag")
+    W = np.asarray(keras.ops.convert_to_numpy(interpreter.get_layer("nmf_reconstruction").dictionary),
+                   dtype=np.float64)
+    return L2IRun(path=path, dataset=dataset, classes=classes, interpreter=interpreter,
+                  classifier=interpreter.classifier, W=W, theta=np.asarray(interpreter.theta_weights, np.float64),
+                  mel_params=mel_params, logmag_params=logmag_params, info=info)
+
+
+def class_index(run, name):
+    """Index of class ``name`` (exact, case-insensitive, or an integer index) or :class:`ParameterError`."""
+    if name is None:
+        return None
+    text = str(name).strip()
+    lowered = [c.lower() for c in run.classes]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if text.isdigit() and int(text) < len(run.classes):
+        return int(text)
+    raise ParameterError(f"unknown class {name!r} for {run.dataset}; valid names: {', '.join(run.classes)}")
+
+
+# --------------------------------------------------------------------------- one clip
+def load_clip(path, sr=44100, duration=5.0, start=0.0):
+    """Any audio file as one mono clip of ``duration`` seconds at ``sr`` Hz.
+
+    The file is decoded (WAV, FLAC, OGG), mixed down to mono by averaging the
+    channels, resampled to ``sr``, and the window ``[start, start + duration)``
+    is kept (zero-padded at the end when the file is shorter). Longer files: pick
+    the window with ``start``.
+
+    Parameters
+    ----------
+    path : str or Path
+    sr : int
+    duration : float
+        Seconds (the dataset clip length: :attr:`L2IRun.duration`).
+    start : float >= 0
+        Start of the window, in seconds.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(round(sr * duration),)], float32
+    info : dict
+        ``original_sr``, ``channels``, ``seconds`` (length of the file), ``start``.
+
+    Raises
+    ------
+    AudioFileError
+        The file is missing, empty, not audio, holds NaN/Inf, or ends before ``start``.
+    """
+    import soundfile as sf
+
+    from audiodata.io import fix_duration, load_audio
+
+    if not float(start) >= 0:
+        raise ParameterError(f"start must be >= 0 seconds, got {start!r}")
+    y, _ = load_audio(path, sr=sr, mono=True)
+    meta = sf.info(str(path))
+    first = int(round(float(start) * sr))
+    if first >= y.size:
+        raise AudioFileError(path, f"lasts {y.size / sr:.2f} s; nothing to analyse from start={start} s")
+    info = {"original_sr": int(meta.samplerate), "channels": int(meta.channels), "seconds": y.size / sr,
+            "start": float(start)}
+    return fix_duration(y[first:], sr, duration), info
+
+
+@dataclass
+class Explanation:
+    """The interpretation of one clip for one class (Sec. III-E), ready to be written (Algorithm 1)."""
+
+    run: L2IRun
+    y: np.ndarray
+    X: np.ndarray
+    phase: np.ndarray
+    H: np.ndarray
+    f: np.ndarray
+    g: np.ndarray
+    c: int
+    relevance: np.ndarray
+    components: np.ndarray
+    tau: float
+
+    @property
+    def predicted(self):
+        """Classes predicted by ``f``: argmax (multi-class) or probability > 0.5 (multi-label)."""
+        if self.run.multilabel:
+            return [int(j) for j in np.flatnonzero(self.f > 0.5)]
+        return [int(np.argmax(self.f))]
+
+    def summary(self):
+        """A JSON-ready dict: predictions, interpreted class, relevant components with their relevance."""
+        names = self.run.classes
+        top = np.argsort(-self.f)[:5]
+        return {
+            "predicted": [names[j] for j in self.predicted],
+            "top5_classifier": {names[j]: float(self.f[j]) for j in top},
+            "interpreter_probability": {names[j]: float(self.g[j]) for j in top},
+            "class": names[self.c],
+            "class_probability": float(self.f[self.c]),
+            "tau": self.tau,
+            "components": [int(k) for k in self.components],
+            "relevance": {int(k): float(self.relevance[k]) for k in self.components},
+        }
+
+    def write(self, folder, title=None):
+        """Write ``interpretation.wav``, ``component_<k>.wav``, ``input.wav``, ``interpretation.png`` and
+        ``interpretation.json`` to ``folder``; returns the paths (:func:`l2i.interpretation.write_interpretation`)."""
+        from audiodata.io import write_audio
+        from l2i.interpretation import write_interpretation
+
+        folder = Path(folder)
+        paths = write_interpretation(folder, self.X, self.phase, self.run.W, self.H, self.components, self.run.sr,
+                                     relevance=self.relevance, tau=self.tau, title=title, length=self.y.size,
+                                     **self.run.stft)
+        paths["input"] = write_audio(folder / "input.wav", self.y, self.run.sr)
+        paths["summary"] = folder / "interpretation.json"
+        paths["summary"].write_text(json.dumps(self.summary(), indent=2))
+        return paths
+
+
+def explain_signal(run, y, c=None, tau=0.1):
+    """Predict and explain one clip already at ``run.sr`` and of ``run.duration`` seconds.
+
+    Parameters
+    ----------
+    run : L2IRun
+    y : np.ndarray [shape=(n,)]
+    c : int, optional
+        Class to interpret; default the class predicted by ``f`` (the most probable one).
+    tau : float in [0, 1)
+
+    Returns
+    -------
+    Explanation
+    """
+    from l2i.interpretation import relevance, relevant_components
+
+    tau = check_tau(tau)
+    mel, X, phase = run.features(np.asarray(y, dtype=np.float32))
+    out = run.predict(mel[None])
+    f, g = out["f"][0], out["g"][0]
+    c = int(np.argmax(f)) if c is None else int(c)
+    r = relevance(out["z"], run.theta, np.array([c]))[0]
+    return Explanation(run=run, y=np.asarray(y, np.float32), X=X, phase=phase, H=out["H"][0], f=f, g=g, c=c,
+                       relevance=r, components=relevant_components(r, tau), tau=tau)
+
+
+def interpret_file(run, path, class_name=None, tau=0.1, start=0.0, output=None):
+    """:func:`load_clip` + :func:`explain_signal` (+ :meth:`Explanation.write` when ``output`` is given).
+
+    Returns
+    -------
+    explanation : Explanation
+    info : dict
+        :func:`load_clip`'s ``info``, plus ``paths`` when written.
+    """
+    tau = check_tau(tau)
+    c = class_index(run, class_name)
+    y, info = load_clip(path, run.sr, run.duration, start)
+    explanation = explain_signal(run, y, c, tau)
+    if output is not None:
+        title = f"{Path(path).name}: {run.classes[explanation.c]} (tau = {tau:g})"
+        info["paths"] = explanation.write(output, title=title)
+    return explanation, info
+
+
+# --------------------------------------------------------------------------- evaluation
+def test_split(dataset, fold=1, data_dir=None):
+    """The test clips of ``fold``: DataFrame (``clip_id``, ``path``), targets (NaN = not annotated), classes."""
+    from audiodata.datasets import FoldDataset, get_dataset
+
+    ds = get_dataset(dataset, data_dir=data_dir)
+    parts = ds.split(fold, validation=False) if isinstance(ds, FoldDataset) else ds.split(fold)
+    test = parts["test"].reset_index(drop=True)
+    targets = np.array(ds.targets(test), dtype=np.float64)
+    targets[~np.asarray(ds.label_mask(test), dtype=bool)] = np.nan
+    return test, targets, tuple(ds.classes)
+
+
+def _corrupt(y, corruption, index, seed, partner_audio):
+    from l2i.corruption import add_white_noise, mix
+
+    if corruption == "noise":
+        return add_white_noise(y, snr=0.0, seed=[seed, index])
+    if corruption == "mix":
+        return mix(y, partner_audio(index), ratio=0.0)
+    return y
+
+
+def _safe(function, *args, **kwargs):
+    """A metric, or NaN when it is undefined on this (small) set."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(function(*args, **kwargs))
+    except (ParameterError, ValueError):
+        return float("nan")
+
+
+def task_scores(run, labels, probabilities, prefix=""):
+    """The dataset's classification metric of ``probabilities`` against 0/1 ``labels`` (NaN = unknown).
+
+    ESC: ``accuracy``; SONYC-UST: ``macro_auprc``, ``micro_auprc`` (every class, Table I / VIII);
+    OpenMIC-2018: ``weighted_f1`` on the annotated labels (threshold 0.5).
+    """
+    from l2i.metrics import auprc, binarize, weighted_f1
+
+    labels = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if not run.multilabel:
+        return {f"{prefix}accuracy": float(np.mean(p.argmax(1) == np.nan_to_num(labels).argmax(1)))}
+    known = ~np.isnan(labels)
+    y = np.nan_to_num(labels).astype(int)
+    if run.dataset == "openmic":
+        return {f"{prefix}weighted_f1": _safe(weighted_f1, y, binarize(p), mask=known)}
+    return {f"{prefix}macro_auprc": _safe(auprc, y, p, "macro"), f"{prefix}micro_auprc": _safe(auprc, y, p, "micro")}
+
+
+def fidelity_scores(run, f, g):
+    """Fidelity of ``g`` to ``f`` (Sec. IV-C, Table IV): top-1/top-5 (%, multi-class), macro/micro AUPRC and
+    max-F1 ignoring 'non-machinery-impact' (SONYC-UST), weighted F1 (OpenMIC-2018)."""
+    from l2i.metrics import auprc, binarize, max_f1, top_k_fidelity, weighted_f1
+
+    if not run.multilabel:
+        return {f"top{k}": top_k_fidelity(f, g, k) for k in (1, 5) if k <= f.shape[1]}
+    target = binarize(f)
+    if run.dataset == "openmic":
+        return {"weighted_f1": _safe(weighted_f1, target, binarize(g))}
+    ignore = run.ignored
+    return {"macro_auprc": _safe(auprc, target, g, "macro", ignore=ignore),
+            "micro_auprc": _safe(auprc, target, g, "micro", ignore=ignore),
+            "max_f1": _safe(max_f1, target, g, "micro", ignore=ignore)}
+
+
+def _fidelity_loss(run, f, g):
+    """``L_FID`` on the test set: cross-entropy of ``g`` against ``f`` (Eq. 1 or 2), batch mean."""
+    g = np.clip(g, 1e-7, 1 - 1e-7)
+    if run.multilabel:
+        return float(np.mean(-(f * np.log(g) + (1 - f) * np.log(1 - g))))
+    return float(np.mean(-np.sum(f * np.log(g), axis=1)))
+
+
+def _interpreted_classes(run, f):
+    if not run.multilabel:
+        return [int(np.argmax(f))]
+    return [int(j) for j in np.flatnonzero(f > 0.5) if int(j) not in run.ignored]
+
+
+def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none", seed=0, max_clips=None,
+                 batch_size=16, progress=False):
+    """Fidelity, accuracy, losses and faithfulness of a trained run on the test split (Sec. IV-C, V-A, V-B).
+
+    Pass 1 computes, for every test clip (corrupted if asked), ``f(x)``, ``g(x)``,
+    ``H``, the relevances for the interpreted classes and ``|L_{c,x}|`` per ``tau``.
+    Pass 2 removes ``L_{c,x}`` (Eq. 7) and, for the Random Baseline, as many random
+    non-relevant components as ``L_{c,x}`` holds on average, and classifies every
+    signal of a clip in one batch.
+
+    Parameters
+    ----------
+    run : L2IRun
+    fold : int
+    data_dir : str or Path, optional
+    taus : sequence of float in [0, 1)
+    corruption : {'none', 'noise', 'mix'}
+        Sec. V-B: white noise at 0 dB SNR, or a 0 dB mixture with a test clip of another
+        class (drawn with ``seed``); the system itself is unchanged.
+    seed : int
+        Seeds the noise, the mixing partners and the Random Baseline.
+    max_clips : int, optional
+        Evaluate only the first ``max_clips`` test clips (quick checks).
+    batch_size : int
+        Clips per forward pass in pass 1.
+
+    Returns
+    -------
+    results : dict
+        JSON-ready scores (see ``experiments/l2i/README.md``).
+    rows : list of dict
+        One row per (clip, interpreted class, tau): ``clip_id``, ``class``, ``tau``, ``ff``,
+        ``n_removed``, ``ff_random``, ``n_random``.
+    relevances : dict of np.ndarray
+        ``r`` (n_pairs, K), ``class_index`` (n_pairs,), ``clip_id`` (n_pairs,), for Fig. 5.
+    """
+    from audiodata.io import load_audio
+    from l2i.interpretation import relevance, relevant_components, removal_audio
+    from l2i.metrics import random_components
+    from l2i.corruption import mixing_partner
+
+    if corruption not in CORRUPTIONS:
+        raise ParameterError(f"corruption must be one of {CORRUPTIONS}, got {corruption!r}")
+    taus = [check_tau(t) for t in taus]
+    if not taus:
+        raise ParameterError("give at least one tau")
+    start = time.perf_counter()
+    clips, labels, classes = test_split(run.dataset, fold, data_dir)
+    if tuple(classes) != tuple(run.classes):
+        raise ParameterError(f"the run's classes differ from those of {run.dataset} in {data_dir}")
+    paths = clips["path"].tolist()  # the whole split: mixing partners are drawn from all of it
+    label_keys = np.array([",".join(map(str, np.flatnonzero(np.nan_to_num(t) > 0))) for t in labels])
+    if max_clips is not None:
+        clips, labels = clips.iloc[:int(max_clips)], labels[:int(max_clips)]
+
+    def audio(i):
+        y, _ = load_audio(paths[i], sr=run.sr, mono=True, duration=run.duration)
+        return y
+
+    def clip(i):
+        partner = (lambda j: audio(mixing_partner(label_keys, j, seed=[seed, j]))) if corruption == "mix" else None
+        return _corrupt(audio(i), corruption, i, seed, partner)
+
+    # ---- pass 1: predictions, losses, relevances
+    n = len(clips)
+    f_all, g_all, pairs, sq_err, count = [], [], [], 0.0, 0
+    for lo in range(0, n, batch_size):
+        feats = [run.features(clip(i)) for i in range(lo, min(n, lo + batch_size))]
+        out = run.predict(np.stack([m for m, _, _ in feats]))
+        for b, (_, X, _) in enumerate(feats):
+            i = lo + b
+            reconstruction = (run.W @ out["H"][b]).T
+            sq_err += float(np.sum((X - reconstruction) ** 2))
+            count += X.size
+            for c in _interpreted_classes(run, out["f"][b]):
+                z = out["z"][b:b + 1]
+                r = relevance(z, run.theta, np.array([c]))[0]
+                pairs.append({"clip": i, "c": c, "r": r, "H": np.asarray(out["H"][b], dtype=np.float32)})
+        f_all.append(out["f"])
+        g_all.append(out["g"])
+        if progress:
+            print(f"pass 1: {min(n, lo + batch_size)}/{n} clips", flush=True)
+    f_all, g_all = np.concatenate(f_all), np.concatenate(g_all)
+
+    sizes = {t: np.array([relevant_components(p["r"], t).size for p in pairs]) for t in taus}
+    n_random = {}
+    for t in taus:
+        cls = np.array([p["c"] for p in pairs], dtype=int)
+        n_random[t] = {c: int(round(sizes[t][cls == c].mean())) if run.multilabel else int(round(sizes[t].mean()))
+                       for c in np.unique(cls)}
+
+    # ---- pass 2: feature removal (Eq. 7) and the Random Baseline
+    rng = np.random.default_rng(seed)
+    rows, by_clip = [], {}
+    for p in pairs:
+        by_clip.setdefault(p["clip"], []).append(p)
+    for done, (i, clip_pairs) in enumerate(sorted(by_clip.items())):
+        y = clip(i)
+        _, X, phase = run.features(y)
+        signals, index, pending = [y], {}, []
+        for p in clip_pairs:
+            for t in taus:
+                relevant = relevant_components(p["r"], t)
+                k = min(n_random[t][p["c"]], run.n_components - relevant.size)
+                drawn = random_components(run.n_components, k, exclude=relevant, seed=rng)
+                keys = []
+                for comps in (relevant, drawn):
+                    key = (id(p["H"]), tuple(comps.tolist()))
+                    if key not in index:
+                        index[key] = len(signals)
+                        signals.append(removal_audio(X, phase, run.W, p["H"], comps, length=y.size, **run.stft))
+                    keys.append(index[key])
+                pending.append((p["c"], t, keys, relevant.size, drawn.size))
+        probs = run.classify(signals)
+        for c, t, (a, b), n_rel, n_rand in pending:
+            rows.append({"clip_id": str(clips["clip_id"].iloc[i]), "class": run.classes[c], "class_index": c,
+                         "tau": t, "ff": float(probs[0, c] - probs[a, c]), "n_removed": int(n_rel),
+                         "ff_random": float(probs[0, c] - probs[b, c]), "n_random": int(n_rand)})
+        if progress and (done + 1) % 10 == 0:
+            print(f"pass 2: {done + 1}/{len(by_clip)} clips", flush=True)
+
+    results = _summarise(run, taus, rows, f_all, g_all, labels)
+    results.update({
+        "dataset": run.dataset, "fold": int(fold), "corruption": corruption, "seed": int(seed),
+        "n_clips": int(n), "n_interpretations": len(pairs), "n_components": run.n_components,
+        "mode": run.info.get("mode"), "theta": run.info.get("theta"), "model": str(run.path),
+        "test_nmf_loss": sq_err / max(count, 1), "test_fidelity_loss": _fidelity_loss(run, f_all, g_all),
+        "seconds": time.perf_counter() - start,
+    })
+    relevances = {"r": np.array([p["r"] for p in pairs]).reshape(len(pairs), run.n_components),
+                  "class_index": np.array([p["c"] for p in pairs], dtype=int),
+                  "clip_id": np.array([str(clips["clip_id"].iloc[p["clip"]]) for p in pairs]),
+                  "classes": np.array(run.classes)}
+    return results, rows, relevances
+
+
+def _summarise(run, taus, rows, f, g, labels):
+    ff = {t: [r for r in rows if r["tau"] == t] for t in taus}
+
+    def median(values):
+        values = np.asarray(values, dtype=np.float64)
+        return float(np.nanmedian(values)) if values.size else float("nan")
+
+    def per_class(items, key):
+        names = sorted({r["class"] for r in items}, key=run.classes.index)
+        return {c: median([r[key] for r in items if r["class"] == c]) for c in names}
+
+    return {
+        "taus": list(taus),
+        "fidelity": fidelity_scores(run, f, g),
+        "classifier": task_scores(run, labels, f),
+        "interpreter": task_scores(run, labels, g),
+        "ff_median": [median([r["ff"] for r in ff[t]]) for t in taus],
+        "ff_median_random": [median([r["ff_random"] for r in ff[t]]) for t in taus],
+        "n_removed_mean": [float(np.mean([r["n_removed"] for r in ff[t]])) if ff[t] else 0.0 for t in taus],
+        "n_random_mean": [float(np.mean([r["n_random"] for r in ff[t]])) if ff[t] else 0.0 for t in taus],
+        "ff_median_per_class": {str(t): per_class(ff[t], "ff") for t in taus},
+        "ff_median_random_per_class": {str(t): per_class(ff[t], "ff_random") for t in taus},
+    }
+
+
+# --------------------------------------------------------------------------- reading results back
+def find_results(results_dir):
+    """Every ``results.json`` below ``results_dir``, with what produced it.
+
+    Returns
+    -------
+    list of dict
+        ``{"path", "kind", "dataset", "fold", "seed", "system", "corruption", "results", "training"}``:
+        ``kind`` is ``"classifier"``, ``"dictionary"``, ``"interpreter"`` (training of a
+        ``<mode>_<theta>`` folder) or ``"evaluation"`` (``evaluation_<corruption>/``,
+        with ``training`` the results of its run folder, or {}).
+    """
+    found = []
+    for path in sorted(Path(results_dir).rglob("results.json")):
+        match = _RUN_PATTERN.search(path.resolve().as_posix())
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if match is None:
+            continue
+        system = match["system"]
+        entry = {"path": path, "dataset": match["dataset"], "fold": int(match["fold"]), "seed": int(match["seed"]),
+                 "system": system, "corruption": None, "results": results, "training": {}}
+        if system in ("classifier", "dictionary"):
+            entry["kind"] = system if path.parent.name == system else "other"
+        elif path.parent.name.startswith("evaluation_"):
+            entry.update(kind="evaluation", corruption=path.parent.name[len("evaluation_"):])
+            training = path.parent.parent / "results.json"
+            entry["training"] = json.loads(training.read_text()) if training.is_file() else {}
+        elif path.parent.name == system:
+            entry["kind"] = "interpreter"
+        else:
+            entry["kind"] = "other"
+        found.append(entry)
+    return found
+
+
+def evaluation_folder(output, run, corruption="none", fold=None):
+    """``<output>/l2i/<dataset>/fold<N>/seed<S>/<mode>_<theta>/evaluation_<corruption>/`` (created)."""
+    match = _RUN_PATTERN.search(run.path.resolve().as_posix())
+    fold = int(fold if fold is not None else (match["fold"] if match else run.info.get("fold", 1)))
+    seed = int(match["seed"]) if match else int(run.info.get("seed", 0))
+    system = match["system"] if match else run.path.name
+    folder = Path(output) / "l2i" / run.dataset / f"fold{fold}" / f"seed{seed}" / system / f"evaluation_{corruption}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

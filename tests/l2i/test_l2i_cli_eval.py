@@ -1,0 +1,111 @@
+"""Tests of experiments/l2i/interpret.py and evaluate.py on the tiny ESC-10 run (real clips)."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.l2i._esc10 import esc10_fold1, l2i_cache_dir  # noqa: F401
+from tests.l2i.test_pipeline import CLIP, tiny_run  # noqa: F401
+from tests.l2i.test_training import REPO
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"l2i_{name}", REPO / "experiments" / "l2i" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _subprocess(script, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "l2i" / script), *map(str, args)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_interpret_cli_on_a_real_flac(tiny_run, shared_data, tmp_path):  # noqa: F811
+    done = _subprocess("interpret.py", "--model", tiny_run, "--audio", shared_data / "ESC-50" / "audio" / CLIP,
+                       "--tau", "0.1", "--output", tmp_path / "out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "prediction of f:" in done.stdout and "interpreted class:" in done.stdout
+    summary = json.loads((tmp_path / "out" / "interpretation.json").read_text())
+    assert summary["tau"] == 0.1 and summary["class"] in done.stdout
+    x_int, sr = sf.read(tmp_path / "out" / "interpretation.wav")
+    assert sr == 44100 and x_int.shape == (220500,)
+    for k in summary["components"]:
+        assert (tmp_path / "out" / f"component_{k}.wav").is_file()
+        assert f"{k} (r = " in done.stdout
+    assert (tmp_path / "out" / "interpretation.png").stat().st_size > 1000
+
+
+def test_interpret_cli_on_a_stereo_22k_wav(tiny_run, shared_data, tmp_path, capsys):  # noqa: F811
+    import librosa
+
+    y, sr = sf.read(shared_data / "ESC-50" / "audio" / "1-17150-A-12.flac", dtype="float32")
+    y = librosa.resample(y, orig_sr=sr, target_sr=22050)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([y, y[::-1]], axis=1), 22050)
+    _script("interpret").main(["--model", str(tiny_run), "--audio", str(path), "--class", "crackling_fire",
+                               "--output", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "22050 Hz, 2 channel(s)" in out and "interpreted class: crackling_fire" in out
+    analysed, sr = sf.read(tmp_path / "out" / "input.wav")
+    assert sr == 44100 and analysed.ndim == 1 and analysed.size == 220500
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--audio", "NOT_AUDIO"], "not_audio.wav: cannot be decoded"),
+    (["--class", "unicorn"], "valid names: dog, rooster, rain"),
+    (["--tau", "1.5"], "tau must lie in [0, 1)"),
+    (["--tau", "high"], "tau must be a number"),
+])
+def test_interpret_cli_errors(tiny_run, shared_data, tmp_path, capsys, args, message):  # noqa: F811
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("hello")
+    argv = ["--model", str(tiny_run), "--audio", str(shared_data / "ESC-50" / "audio" / CLIP),
+            "--output", str(tmp_path / "out")]
+    argv += [str(bad) if a == "NOT_AUDIO" else a for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        _script("interpret").main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_evaluate_cli_end_to_end(tiny_run, shared_data, tmp_path):  # noqa: F811
+    taus = ["0.1", "0.3", "0.9"]
+    done = _subprocess("evaluate.py", "--model", tiny_run, "--dataset", "esc10", "--fold", "1", "--data-dir",
+                       shared_data, "--taus", *taus, "--max-clips", "6", "--output", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "l2i" / "esc10" / "fold1" / "seed0" / "posthoc_att" / "evaluation_none"
+    results = json.loads((folder / "results.json").read_text())
+    for key in ("fidelity", "classifier", "interpreter", "ff_median", "ff_median_random", "n_removed_mean",
+                "ff_median_per_class", "test_nmf_loss", "test_fidelity_loss", "command", "taus"):
+        assert key in results, key
+    assert results["taus"] == [0.1, 0.3, 0.9] and results["n_clips"] == 6
+    assert len(results["ff_median"]) == len(results["ff_median_random"]) == len(taus)
+    assert all(-1 <= v <= 1 for v in results["ff_median"] + results["ff_median_random"])
+    assert 0 <= results["fidelity"]["top1"] <= results["fidelity"]["top5"] <= 1
+    assert 0 <= results["classifier"]["accuracy"] <= 1 and 0 <= results["interpreter"]["accuracy"] <= 1
+    assert results["n_removed_mean"][0] >= results["n_removed_mean"][1] >= results["n_removed_mean"][2] >= 0
+    assert results["test_nmf_loss"] > 0 and results["test_fidelity_loss"] > 0
+    assert "evaluate.py" in results["command"]
+    for tau in taus:
+        lines = (folder / f"ff_tau{tau}.csv").read_text().strip().splitlines()
+        assert lines[0].startswith("clip_id,class") and len(lines) == 7
+    relevances = np.load(folder / "relevances.npz")
+    assert relevances["r"].shape == (6, 6) and np.all(np.abs(relevances["r"]) <= 1 + 1e-9)
+
+
+def test_evaluate_cli_bad_tau_and_corruption(tiny_run, shared_data, tmp_path, capsys):  # noqa: F811
+    evaluate = _script("evaluate")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--model", str(tiny_run), "--dataset", "esc10", "--taus", "0.1", "1.2", "--output",
+                       str(tmp_path)])
+    assert exit_info.value.code == 2 and "tau must lie in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", str(tiny_run), "--dataset", "esc10", "--corruption", "reverb"])
+    assert "invalid choice: 'reverb'" in capsys.readouterr().err
