@@ -49,6 +49,12 @@ def reference(clips):
     return np.stack([compute_features(p, PARAMS) for p in clips["path"]])
 
 
+def assert_same_features(actual, expected):
+    """Equal up to float32 rounding: the cache computes with one BLAS thread, the reference with several,
+    and the summation order of the mel projection differs (seen: 7.6e-6 absolute on -54 dB values)."""
+    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-4)
+
+
 def test_key_covers_every_parameter_lists_and_none_included():
     base = params_key("fsdd", PARAMS)
     assert params_key("fsdd", dict(PARAMS)) == base
@@ -67,7 +73,8 @@ def test_second_call_reads_the_cache_and_gives_the_same_array(clips, tmp_path):
     second = run(clips, tmp_path / "c", second_compute)
     assert (first.cached, second.cached) == (False, True)
     assert len(first_compute.calls) == 12 and second_compute.calls == []
-    np.testing.assert_array_equal(second[:], reference(clips))
+    np.testing.assert_array_equal(second[:], first[:])  # the cache gives back exactly what it stored
+    assert_same_features(second[:], reference(clips))
     assert second.clips["clip_id"].tolist() == clips["clip_id"].tolist()
     assert isinstance(second.data, np.memmap)
 
@@ -96,7 +103,7 @@ def test_added_clip_only_computes_the_new_one(clips, tmp_path):
     compute = Counting()
     grown = run(clips, tmp_path / "c", compute)
     assert compute.calls == [os.path.basename(p) for p in clips["path"].iloc[10:]]
-    np.testing.assert_array_equal(grown[:], reference(clips))
+    assert_same_features(grown[:], reference(clips))
 
 
 def test_interrupted_run_leaves_no_trusted_entry_and_resumes(clips, tmp_path, monkeypatch):
@@ -111,7 +118,7 @@ def test_interrupted_run_leaves_no_trusted_entry_and_resumes(clips, tmp_path, mo
     compute = Counting()
     resumed = run(clips, tmp_path / "c", compute)
     assert len(compute.calls) == 5 and not resumed.cached
-    np.testing.assert_array_equal(resumed[:], reference(clips))
+    assert_same_features(resumed[:], reference(clips))
     assert not list((tmp_path / "c").rglob(".partial-*"))
 
 
@@ -128,7 +135,7 @@ def test_bad_file_raises_naming_it_and_corrupts_nothing(clips, tmp_path):
     compute = Counting()
     fixed = run(clips, tmp_path / "c", compute)
     assert len(compute.calls) < 12
-    np.testing.assert_array_equal(fixed[:], reference(clips))
+    assert_same_features(fixed[:], reference(clips))
 
 
 def test_bad_file_in_a_worker_process_is_reported_by_name(clips, tmp_path):
@@ -144,7 +151,7 @@ def test_entry_without_completion_marker_is_not_trusted(clips, tmp_path):
     compute = Counting()
     again = run(clips, tmp_path / "c", compute)
     assert not again.cached
-    np.testing.assert_array_equal(again[:], reference(clips))
+    assert_same_features(again[:], reference(clips))
 
 
 def test_corrupt_partial_bitmap_is_discarded(clips, tmp_path):
@@ -155,7 +162,7 @@ def test_corrupt_partial_bitmap_is_discarded(clips, tmp_path):
     compute = Counting()
     again = run(clips, tmp_path / "c", compute)
     assert len(compute.calls) == 12
-    np.testing.assert_array_equal(again[:], reference(clips))
+    assert_same_features(again[:], reference(clips))
 
 
 def test_parallel_equals_serial_and_batches_equal_rows(clips, tmp_path):

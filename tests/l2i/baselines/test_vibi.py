@@ -56,9 +56,14 @@ def test_inference_mask_has_exactly_k_chunks(trained, esc10_mel):
     assert out["mask"].shape == (40, 8, 8)
     assert set(np.unique(out["mask"])) <= {0.0, 1.0}
     np.testing.assert_array_equal(out["mask"].sum(axis=(1, 2)), K)
-    # The kept chunks are the k most probable ones under p(z | x).
-    top = np.argsort(-out["selection"], axis=1)[:, :K]
-    np.testing.assert_array_equal(np.take_along_axis(out["mask"].reshape(40, -1), top, axis=1), 1.0)
+    # The kept chunks are the k most probable ones under p(z | x): none of the dropped chunks is more probable
+    # than a kept one. (Compared as probabilities, not by argsort positions: distinct logits can round to equal
+    # float32 probabilities, and a tie may be broken either way.)
+    mask = out["mask"].reshape(40, -1).astype(bool)
+    p = out["selection"].reshape(40, -1)
+    kept_min = np.where(mask, p, np.inf).min(axis=1)
+    dropped_max = np.where(mask, -np.inf, p).max(axis=1)
+    assert np.all(kept_min >= dropped_max)
 
 
 def test_masked_input_keeps_only_the_selected_chunks(trained, esc10_mel):
