@@ -20,11 +20,14 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["audiodata", "audiodata.*", "apnet", "apnet.*", "l2i", "l2i.*"]),
-    package_data={"audiodata": ["configs/*.yaml"]},
+    package_data={"audiodata": ["configs/*.yaml"], "apnet.app": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=_requirements(),
     extras_require={
         # jax: the tests also load and train the models on KERAS_BACKEND=jax (CPU).
-        "test": ["pytest>=7", "pytest-timeout>=2", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6", "jax>=0.4"],
+        # playwright drives Debian's chromium in tests/app (no browser download); httpx: Starlette's TestClient.
+        "test": ["pytest>=7", "pytest-timeout>=2", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6", "jax>=0.4",
+                 "playwright>=1.40", "httpx>=0.27"],
     },
+    entry_points={"console_scripts": ["apnet-app = apnet.app.cli:main"]},
     license="MIT",
 )

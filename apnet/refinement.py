@@ -8,6 +8,8 @@
   inputs), :func:`redundant_channels`, then :func:`remove_channels`.
 * :func:`retrain` -- the 20 further epochs of both refinements, with the training run's
   settings (:mod:`apnet.training`).
+* :func:`add_prototype` -- the manual editing of Section 5.2.3 the other way round: an
+  encoded training instance becomes a new prototype with its row of ``W``.
 
 The refined models are functional :class:`keras.Model` objects with the layer names of
 :class:`apnet.APNet` (the number of latent channels of a channel-refined model differs from
@@ -160,6 +162,101 @@ def remove_channels(model, channels):
         model,
         {"encoder_conv3": {"filters": n_channels - len(removed)}},
         {"encoder_conv3": drop_last, "prototypes": drop_last, "decoder_conv1": decoder_kernel},
+    )
+
+
+def add_prototype(model, latent, class_index, dense_row=None, weighted_sum_row=None):
+    """A copy of ``model`` with one more prototype, ``latent``, voting for ``class_index``.
+
+    The manual editing of Section 5.2.3 (Figure 10) in the other direction: an encoded
+    training instance ``Z_i = f(X_i)`` becomes prototype ``M`` (the last one). Every weight
+    is copied and one row is appended to the prototypes ``P`` ``(M, T', F', C)``, to the
+    weighted-sum kernel ``H`` ``(M, F')`` (Eq. 7) and to the last layer's kernel ``W``
+    ``(M, K)`` (Eq. 8):
+
+    * ``P_M = latent``;
+    * ``H_M`` = ``weighted_sum_row``, default the mean of the rows of ``H`` (the learned
+      frequency weighting of an average prototype);
+    * ``W_M`` = ``dense_row``, default the mean of the rows of ``W`` whose largest weight is
+      for ``class_index`` (the votes of the prototypes of that class); when no prototype
+      votes for it, ``+m`` for ``class_index`` and ``-m`` elsewhere with ``m`` the mean
+      ``|W|`` (the pattern of :func:`apnet.initializers.prototype_class_kernel`).
+
+    The old prototypes keep their indices, distances and rows, so for every input the new
+    model's logits are the old ones plus ``S_hat_M W_M``, where ``S_hat_M`` is the
+    similarity (Eq. 7) to the new prototype: inputs far from it (``exp(-D)`` about 0) keep
+    their predictions. When ``H`` has a unit-norm constraint over the prototypes
+    (``APNet(unit_norm_weighted_sum=True)``), its columns are renormalised at the first
+    training step, not here (as in :func:`remove_prototypes`).
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+    latent : np.ndarray [shape=(T', F', C) or (1, T', F', C)]
+        The new prototype, e.g. ``encoder_model(model).predict(x[i:i + 1])[0][0]``.
+    class_index : int
+        Class in ``[0, K)`` the new prototype votes for (the instance's class).
+    dense_row : np.ndarray [shape=(K,)], optional
+        Its row of ``W``.
+    weighted_sum_row : np.ndarray [shape=(F',)], optional
+        Its row of ``H``.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled functional model with the layer names of :class:`apnet.APNet` and
+        ``M + 1`` prototypes.
+
+    References
+    ----------
+    - Zinemanas et al., Electronics 2021, Section 5.2.3, Figure 10 (manual editing).
+    """
+    _check_model(model)
+    prototypes = prototype_weights(model)
+    kernel_w = keras.ops.convert_to_numpy(model.get_layer("dense").kernel)
+    kernel_h = keras.ops.convert_to_numpy(model.get_layer("weighted_sum").kernel)
+    n_prototypes, n_classes = kernel_w.shape
+    latent = np.asarray(latent, dtype=prototypes.dtype)
+    if latent.shape == (1,) + prototypes.shape[1:]:
+        latent = latent[0]
+    if latent.shape != prototypes.shape[1:]:
+        raise ValueError(f"`latent` must have the prototypes' shape {prototypes.shape[1:]} (T', F', C) for model "
+                         f"{model.name!r}; received shape {latent.shape}")
+    if not np.all(np.isfinite(latent)):
+        raise ValueError("`latent` must be finite (found NaN or Inf)")
+    if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or not (
+            0 <= class_index < n_classes):
+        raise ValueError(f"`class_index` must be an integer in [0, {n_classes}) for model {model.name!r}; "
+                         f"received class_index={class_index!r}")
+    class_index = int(class_index)
+
+    def row(value, default, name, size):
+        if value is None:
+            return default
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape != (size,) or not np.all(np.isfinite(value)):
+            raise ValueError(f"`{name}` must be a finite vector of shape ({size},); received shape {value.shape}")
+        return value
+
+    voters = np.flatnonzero(kernel_w.argmax(axis=1) == class_index)
+    if len(voters):
+        default_w = kernel_w[voters].mean(axis=0)
+    else:
+        magnitude = float(np.mean(np.abs(kernel_w))) or 1.0
+        default_w = np.where(np.arange(n_classes) == class_index, magnitude, -magnitude)
+    new_w = row(dense_row, default_w, "dense_row", n_classes)
+    new_h = row(weighted_sum_row, kernel_h.mean(axis=0), "weighted_sum_row", kernel_h.shape[1])
+
+    def append(new_row):
+        def edit(weights):
+            first, *rest = weights
+            return [np.concatenate([first, np.asarray(new_row, first.dtype)[None]], axis=0), *rest]
+        return edit
+
+    return _rebuild(
+        model,
+        {"prototypes": {"n_prototypes": n_prototypes + 1}},
+        {"prototypes": append(latent), "weighted_sum": append(new_h), "dense": append(new_w)},
     )
 
 

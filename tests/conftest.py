@@ -36,3 +36,10 @@ def shared_data():
 def rng():
     """A seeded NumPy generator, so every maths check is reproducible."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory):
+    """A feature cache folder shared by every test of the session (and the CLI subprocesses), so that the
+    FSDD features are extracted once for the APNet and the web application tests."""
+    return tmp_path_factory.mktemp("feature_cache")

@@ -4,12 +4,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def feature_cache(tmp_path_factory):
-    """A feature cache folder shared by every test of the session (and the CLI subprocesses)."""
-    return tmp_path_factory.mktemp("feature_cache")
-
-
-@pytest.fixture(scope="session")
 def fsdd_fold(shared_data, feature_cache):
     """FSDD fold 1 (test speaker 1, validation speaker 2): cached log-mel features (3000, 64, 64)."""
     from apnet.training import load_fold

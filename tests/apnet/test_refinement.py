@@ -9,6 +9,7 @@ from apnet.inspection import encoder_model, prototype_distance_matrix, prototype
 from apnet.refinement import (channel_distance_matrix, latent_channel_distance_matrix, redundancy_threshold,
                               redundant_channels, redundant_prototypes, remove_channels, remove_prototypes)
 from apnet.training import compile_apnet
+from apnet.refinement import add_prototype  # Section 5.2.3 editing; its tests are at the end
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +195,89 @@ def test_bad_indices_are_rejected(trained):
         remove_channels(trained, [0.5])
     with pytest.raises(ValueError, match=r"in \[0, 8\)"):
         remove_channels(trained, [-1])
+
+
+# ----------------------------------------------------------------------------- add_prototype (manual editing)
+def test_add_prototype_appends_an_instance_and_its_votes(trained, x):
+    z = np.asarray(encoder_model(trained).predict_on_batch(x)[0])
+    i, c = 3, 7
+    new = add_prototype(trained, z[i], c)
+    assert new.get_layer("prototypes").n_prototypes == 11 and new.name == trained.name
+    p_old, h_old, w_old = (weights(trained, name)[0] for name in ("prototypes", "weighted_sum", "dense"))
+    p_new, h_new, w_new = (weights(new, name)[0] for name in ("prototypes", "weighted_sum", "dense"))
+    np.testing.assert_array_equal(p_new[:10], p_old)
+    np.testing.assert_array_equal(p_new[10], z[i])
+    np.testing.assert_array_equal(h_new[:10], h_old)
+    np.testing.assert_allclose(h_new[10], h_old.mean(axis=0), rtol=1e-6)
+    np.testing.assert_array_equal(w_new[:10], w_old)
+    voters = np.flatnonzero(w_old.argmax(axis=1) == c)
+    assert len(voters) > 0
+    np.testing.assert_allclose(w_new[10], w_old[voters].mean(axis=0), rtol=1e-6)
+    assert w_new[10].argmax() == c  # the new row votes for the instance's class
+    assert_other_weights_equal(trained, new, {"prototypes", "weighted_sum", "dense"})
+
+    # Outputs: the old distances are untouched, the new column is the distance to Z_i, and the
+    # probabilities are those of Eqs. 6-8 with the appended rows.
+    old_probs, old_recon, old_dist = trained.predict_on_batch(x)
+    new_probs, new_recon, new_dist = new.predict_on_batch(x)
+    np.testing.assert_allclose(new_dist[:, :10], old_dist, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(new_recon, old_recon)
+    d, probs = numpy_apnet_head(z, p_new, h_new, w_new)
+    np.testing.assert_allclose(new_dist, d, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(new_probs, probs, atol=1e-5)
+    assert new_dist[i, 10].sum() < 1e-3 * max(old_dist[i].sum(), 1.0)  # the instance is its own prototype
+    assert new_probs[i, c] > old_probs[i, c]
+    # Every input: logits move by S_hat_M W_M only (log-probability differences are rank one).
+    s_hat = np.sum(np.exp(-d[:, 10].astype(np.float64)) * h_new[10], axis=-1)
+    shift = np.log(new_probs) - np.log(old_probs)
+    expected = s_hat[:, None] * w_new[10][None, :]
+    np.testing.assert_allclose(shift - shift.mean(1, keepdims=True), expected - expected.mean(1, keepdims=True),
+                               atol=2e-4)
+    # A prototype far from every input (exp(-D) = 0 in every bin) leaves every prediction as it was.
+    far = add_prototype(trained, np.full_like(z[i], 5.0), c)
+    far_probs, _, far_dist = far.predict_on_batch(x)
+    assert far_dist[:, 10].min() > 100.0
+    np.testing.assert_allclose(far_probs, old_probs, atol=1e-6)
+
+
+def test_add_prototype_rows_given_fallback_and_save(trained, x, tmp_path):
+    z = np.asarray(encoder_model(trained).predict_on_batch(x[:1])[0])
+    w_row, h_row = np.linspace(-1, 1, 10), np.full(16, 0.25)
+    new = add_prototype(trained, z, 2, dense_row=w_row, weighted_sum_row=h_row)  # (1, T', F', C) accepted
+    np.testing.assert_allclose(weights(new, "dense")[0][10], w_row, rtol=1e-6)
+    np.testing.assert_allclose(weights(new, "weighted_sum")[0][10], h_row)
+    # No prototype votes for the class: +m for it, -m elsewhere, m = mean |W|.
+    kernel = weights(trained, "dense")[0].copy()
+    kernel[:, 0] = kernel.min() - 1.0
+    assert not np.any(kernel.argmax(axis=1) == 0)
+    trained_copy = keras.models.clone_model(trained)
+    trained_copy.set_weights(trained.get_weights())
+    trained_copy.get_layer("dense").set_weights([kernel])
+    m = np.mean(np.abs(kernel))
+    np.testing.assert_allclose(weights(add_prototype(trained_copy, z[0], 0), "dense")[0][10],
+                               np.where(np.arange(10) == 0, m, -m), rtol=1e-6)
+    # Chained with remove_prototypes, saved and loaded: same predictions.
+    edited = add_prototype(remove_prototypes(trained, [0, 5]), z[0], 9)
+    assert edited.get_layer("prototypes").n_prototypes == 9
+    path = tmp_path / "edited.keras"
+    edited.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("prototypes").n_prototypes == 9
+    for a, b in zip(edited.predict_on_batch(x), loaded.predict_on_batch(x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_add_prototype_rejects_bad_arguments(trained):
+    z = np.zeros((16, 16, 8), np.float32)
+    with pytest.raises(ValueError, match=r"shape \(16, 16, 8\)"):
+        add_prototype(trained, np.zeros((16, 16, 4)), 0)
+    with pytest.raises(ValueError, match=r"class_index.*\[0, 10\)"):
+        add_prototype(trained, z, 10)
+    with pytest.raises(ValueError, match="class_index"):
+        add_prototype(trained, z, 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        add_prototype(trained, np.full((16, 16, 8), np.nan), 0)
+    with pytest.raises(ValueError, match="dense_row"):
+        add_prototype(trained, z, 0, dense_row=np.ones(3))
+    with pytest.raises(ValueError, match="weighted_sum_row"):
+        add_prototype(trained, z, 0, weighted_sum_row=np.ones(15))

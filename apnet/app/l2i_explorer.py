@@ -1,0 +1,208 @@
+"""The L2I page's back end: explain a test clip or an uploaded file with a trained L2I run (Sec. III-E).
+
+This is the one place where the APNet package reaches into :mod:`l2i` (imported when an
+:class:`L2IExplorer` is built, so the APNet pages work without it). It wraps
+:mod:`l2i.pipeline`: :func:`~l2i.pipeline.load_run`, :func:`~l2i.pipeline.load_clip`,
+:func:`~l2i.pipeline.explain_signal` and :func:`~l2i.pipeline.test_split`, and
+:mod:`l2i.interpretation` for the audio of Algorithm 1.
+
+A clip is named by a *source*: ``"clip:<clip_id>"`` for a test clip of the run's fold, or
+``"upload:<token>"`` for an uploaded file (stored in the app's cache folder under a random
+token; the client's file name is only displayed). The relevances do not depend on ``tau``,
+so one explanation per source is computed and cached, and ``tau`` only selects the
+components ``L_{c,x} = {k : r_k > tau}``.
+"""
+import os
+import re
+import secrets
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from audiodata.errors import AudioFileError, ParameterError
+
+from apnet.app.errors import NotFound
+from apnet.app.rendering import LRUCache
+
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+#: File endings kept for stored uploads (the content is decoded whatever the name says).
+UPLOAD_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: Uploads kept at once; the oldest file is deleted beyond that, so the cache folder stays bounded.
+MAX_UPLOADS = 32
+
+
+class L2IExplorer:
+    """A trained L2I system and the clips it can explain.
+
+    Args:
+        model_dir: run folder holding ``interpreter.keras`` (``<mode>_<theta>/``) or its
+            ``seed<S>`` parent (see :func:`l2i.pipeline.load_run`).
+        cache_dir: folder for the uploaded files (the app's cache folder).
+        fold: test fold whose clips are listed (default: the run's, else 1).
+        data_dir: dataset folder (default ``$AUDIO_DATA_DIR``).
+        dataset: optional, when the run folder does not name it.
+    """
+
+    def __init__(self, model_dir, cache_dir, fold=None, data_dir=None, dataset=None):
+        from audiodata.datasets import get_dataset
+        from l2i.pipeline import load_run, test_split
+
+        self.run = load_run(model_dir, dataset=dataset)
+        self.fold = int(fold if fold is not None else self.run.info.get("fold", 1))
+        clips, labels, classes = test_split(self.run.dataset, self.fold, data_dir)
+        if tuple(classes) != tuple(self.run.classes):
+            raise ParameterError(f"the classes of {self.run.path} differ from those of {self.run.dataset}")
+        self._clips = {str(cid): {"path": str(path),
+                                  "labels": [classes[j] for j in np.flatnonzero(np.nan_to_num(t) > 0)]}
+                       for cid, path, t in zip(clips["clip_id"], clips["path"], labels)}
+        self._data_root = str(get_dataset(self.run.dataset, data_dir=data_dir).root)
+        self.cache_dir = Path(os.path.abspath(cache_dir))
+        self.upload_dir = self.cache_dir / "uploads"
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self._uploads = {}
+        self._explanations = LRUCache(16)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ sources
+    def info(self):
+        run = self.run
+        return {"model": str(run.path), "dataset": run.dataset, "fold": self.fold, "classes": list(run.classes),
+                "n_components": run.n_components, "sr": run.sr, "duration": run.duration,
+                "multilabel": run.multilabel, "mode": run.info.get("mode"), "theta": run.info.get("theta")}
+
+    def clips(self):
+        """The test clips: ``[{"clip_id", "class_name"}]`` (class names joined for multi-label data)."""
+        return [{"clip_id": cid, "class_name": ", ".join(c["labels"]) or "?"} for cid, c in self._clips.items()]
+
+    def roots(self):
+        """Folders audio may be read from: the dataset's test clips and the upload folder."""
+        return [r for r in (self._data_root, str(self.cache_dir)) if r]
+
+    def add_upload(self, filename, data):
+        """Store uploaded bytes, decode them as one clip (:func:`l2i.pipeline.load_clip`) and return a source.
+
+        Raises
+        ------
+        audiodata.errors.AudioFileError
+            Not audio (the message names the client's file name and says what is accepted).
+        """
+        from l2i.pipeline import load_clip
+
+        name = Path(str(filename or "upload")).name[:120] or "upload"
+        suffix = Path(name).suffix.lower()
+        if suffix not in UPLOAD_EXTENSIONS:
+            suffix = ".bin"
+        token = secrets.token_hex(16)
+        path = self.upload_dir / f"{token}{suffix}"
+        path.write_bytes(data)
+        try:
+            y, info = load_clip(path, self.run.sr, self.run.duration)
+        except AudioFileError as err:
+            path.unlink(missing_ok=True)
+            raise AudioFileError(name, f"is not an audio file this app can read ({err.reason.split(' (')[0]}); "
+                                       f"upload a WAV, FLAC or OGG file") from None
+        with self._lock:
+            self._uploads[token] = {"name": name, "path": path, "y": y, "info": info}
+            while len(self._uploads) > MAX_UPLOADS:
+                oldest = next(iter(self._uploads))
+                self._uploads.pop(oldest)["path"].unlink(missing_ok=True)
+        return {"source": f"upload:{token}", "name": name, "seconds": round(float(info["seconds"]), 3),
+                "original_sr": info["original_sr"], "channels": info["channels"]}
+
+    def _signal(self, source):
+        from audiodata.io import load_audio
+
+        from apnet.app.files import audio_file
+
+        kind, _, key = str(source).partition(":")
+        if kind == "clip":
+            clip = self._clips.get(key)
+            if clip is None:
+                raise NotFound(f"clip {key[:80]!r} is not a test clip of {self.run.dataset} fold {self.fold}")
+            path = audio_file(clip["path"], self.roots())
+            y, _ = load_audio(path, sr=self.run.sr, mono=True, duration=self.run.duration)
+            return y, key, ", ".join(clip["labels"])
+        if kind == "upload":
+            upload = self._uploads.get(key) if _TOKEN.match(key) else None
+            if upload is None:
+                raise NotFound(f"upload {key[:40]!r} does not exist (the app keeps the last {MAX_UPLOADS} uploads "
+                           "until it stops)")
+            return upload["y"], upload["name"], None
+        raise NotFound(f"source {str(source)[:60]!r}: expected 'clip:<clip_id>' or 'upload:<token>'")
+
+    def explanation(self, source):
+        """The :class:`l2i.pipeline.Explanation` of a source for the class ``f`` predicts (cached)."""
+        from l2i.pipeline import explain_signal
+
+        def compute():
+            y, name, label = self._signal(source)
+            with self._lock:
+                e = explain_signal(self.run, y, tau=0.0)
+            return e, name, label
+
+        return self._explanations.get(str(source), compute)
+
+    # ------------------------------------------------------------------ results
+    def explain(self, source, tau=0.1):
+        """Prediction, relevance of every component and the relevant ones for ``tau`` (JSON-ready)."""
+        from l2i.interpretation import relevant_components
+        from l2i.pipeline import check_tau
+
+        tau = check_tau(tau)
+        e, name, label = self.explanation(source)
+        names = self.run.classes
+        top = np.argsort(-e.f)[:5]
+        return {
+            "source": str(source),
+            "name": name,
+            "true_class": label,
+            "predicted": [names[j] for j in e.predicted],
+            "class": names[e.c],
+            "class_probability": float(e.f[e.c]),
+            "top5": [{"class": names[j], "probability": float(e.f[j]), "interpreter": float(e.g[j])} for j in top],
+            "tau": tau,
+            "relevance": [float(r) for r in e.relevance],
+            "components": [int(k) for k in relevant_components(e.relevance, tau)],
+        }
+
+    def input_audio(self, source):
+        e, _, _ = self.explanation(source)
+        return e.y, self.run.sr
+
+    def interpretation_audio(self, source, tau):
+        """``x_int`` of Algorithm 1 for the components relevant at ``tau``."""
+        from l2i.interpretation import interpret, relevant_components
+        from l2i.pipeline import check_tau
+
+        e, _, _ = self.explanation(source)
+        components = relevant_components(e.relevance, check_tau(tau))
+        y = interpret(e.X, e.phase, self.run.W, e.H, components, length=e.y.size, **self.run.stft)
+        return y, self.run.sr
+
+    def component_audio(self, source, k):
+        """``x_k`` of Algorithm 1 for one component ``k``."""
+        from l2i.interpretation import component_audio
+
+        e, _, _ = self.explanation(source)
+        k = _component(k, self.run.n_components)
+        return component_audio(e.X, e.phase, self.run.W, e.H, [k], length=e.y.size, **self.run.stft)[0], self.run.sr
+
+    def spectrograms(self, source, tau):
+        """Input log-magnitude ``X`` and interpretation spectrogram ``X_int`` for ``tau`` (time first)."""
+        from l2i.interpretation import interpretation_spectrogram, relevant_components
+        from l2i.pipeline import check_tau
+
+        e, _, _ = self.explanation(source)
+        components = relevant_components(e.relevance, check_tau(tau))
+        return e.X, interpretation_spectrogram(e.X, self.run.W, e.H, components)
+
+
+def _component(k, n):
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise NotFound(f"component {str(k)[:20]!r}: not an index") from None
+    if not 0 <= k < n:
+        raise NotFound(f"component {k} does not exist (the dictionary has {n})")
+    return k

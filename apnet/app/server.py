@@ -1,0 +1,463 @@
+"""The HTTP layer: a Starlette application over a :class:`~apnet.app.workspace.Workspace` (and an optional
+:class:`~apnet.app.l2i_explorer.L2IExplorer`), serving three pages, a JSON API, PNG images and WAV audio.
+
+Routes (all ``GET`` unless said):
+
+* pages: ``/`` (explore and edit), ``/train`` (retrain and evaluate), ``/l2i`` (L2I);
+  ``/static/...`` their JS/CSS (from the package, nothing from a CDN);
+* APNet: ``/api/status``, ``/api/map?method=pca|tsne``, ``/api/instance/<clip_id>``,
+  ``/api/prototype/<index>``, ``POST /api/delete`` ``{"indices": [...]}``, ``POST /api/convert``
+  ``{"clip_id": ...}``, ``POST /api/undo``, ``POST /api/evaluate``, ``POST /api/retrain``
+  ``{"epochs": N}`` (202; 409 while one runs), ``/api/retrain`` (progress),
+  ``POST /api/retrain/cancel``, ``POST /api/save``;
+* APNet media: ``/audio/clip/<clip_id>`` (the dataset file), ``/audio/reconstruction/<clip_id>``,
+  ``/audio/prototype/<index>`` (Griffin-Lim), ``/image/clip/<clip_id>``,
+  ``/image/reconstruction/<clip_id>``, ``/image/prototype/<index>``; model-dependent ones take
+  ``?version=`` (default: the current version), so their URLs never change meaning;
+* L2I: ``/api/l2i/info``, ``/api/l2i/clips``, ``POST /api/l2i/upload`` (raw body, file name in
+  ``X-Filename``), ``/api/l2i/explain?source=...&tau=...``, ``/audio/l2i/input|interpretation|component``,
+  ``/image/l2i/input|interpretation``.
+
+Errors are JSON ``{"error": message}`` with 400 (bad value), 404 (unknown clip, prototype,
+version, upload; refused path), 409 (a retrain is running, nothing to undo), 413 (upload too
+large). Safety: the CLI binds 127.0.0.1; requests with another ``Host`` are refused (DNS
+rebinding), state-changing requests from another origin are refused, JSON endpoints require
+``Content-Type: application/json`` (so a foreign page cannot post without a CORS preflight,
+which is never granted), and every response carries a Content-Security-Policy allowing only
+this server's own scripts, styles, images and audio.
+"""
+import json
+import traceback
+from pathlib import Path
+from urllib.parse import unquote
+
+from audiodata.errors import AudioDataError, ParameterError
+
+from apnet.app.background_job import BackgroundJob
+from apnet.app.errors import Conflict, NotFound, PayloadTooLarge
+from apnet.app.rendering import LRUCache, spectrogram_png, wav_bytes
+
+#: The pages' HTML, JS and CSS.
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Default cap of an upload (bytes).
+DEFAULT_MAX_UPLOAD = 20 * 2**20
+#: Cap of a JSON request body (bytes).
+MAX_JSON = 64 * 2**10
+#: Hosts accepted in the ``Host`` header when serving on the loopback interface.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+_MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg"}
+
+
+def _status_of(err):
+    if isinstance(err, NotFound):
+        return 404
+    if isinstance(err, Conflict):
+        return 409
+    if isinstance(err, PayloadTooLarge):
+        return 413
+    if isinstance(err, (AudioDataError, ValueError, KeyError)):
+        return 400
+    return 500
+
+
+def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed_hosts=LOCAL_HOSTS, job=None):
+    """The Starlette application.
+
+    Parameters
+    ----------
+    workspace : apnet.app.workspace.Workspace
+    l2i : apnet.app.l2i_explorer.L2IExplorer, optional
+        Without it the L2I page says how to enable it.
+    max_upload_bytes : int
+        Largest accepted upload (HTTP 413 above).
+    allowed_hosts : sequence of str or "*"
+        Accepted ``Host`` header names (without port).
+    job : apnet.app.background_job.BackgroundJob, optional
+        The retrain runner (a new one by default).
+
+    Returns
+    -------
+    starlette.applications.Starlette
+        ``app.state.workspace``, ``app.state.l2i`` and ``app.state.job`` hold the back end.
+    """
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    if isinstance(max_upload_bytes, bool) or not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
+        raise ParameterError(f"max_upload_bytes must be a positive integer; received {max_upload_bytes!r}")
+    job = job or BackgroundJob()
+    media = LRUCache(512)
+
+    def error_response(err):
+        status = _status_of(err)
+        if status == 500:
+            traceback.print_exception(err)
+            message = f"internal error ({type(err).__name__}: {err}); see the server log"
+        else:
+            message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        return JSONResponse({"error": message, "status": status}, status_code=status)
+
+    def endpoint(kind="json", status_code=200):
+        """Wrap ``work(request, body)`` (run in the thread pool) into a request handler.
+
+        ``kind``: ``"json"`` (returns a dict), ``"bytes"`` (returns ``(bytes, media_type,
+        cacheable)``) or ``"file"`` (returns a path).
+        """
+        def wrap(work):
+            async def handler(request):
+                try:
+                    body = await _json_body(request) if request.method == "POST" else {}
+                    result = await run_in_threadpool(work, request, body)
+                except Exception as err:  # noqa: BLE001 -- every error becomes a JSON message
+                    return error_response(err)
+                if kind == "json":
+                    return JSONResponse(result, status_code=status_code, headers={"Cache-Control": "no-store"})
+                if kind == "file":
+                    return FileResponse(result, media_type=_MEDIA_TYPES.get(result.suffix.lower()),
+                                        headers={"Cache-Control": "private, max-age=3600"})
+                content, media_type, cacheable = result
+                cache = "private, max-age=3600" if cacheable else "no-store"
+                return Response(content, media_type=media_type, headers={"Cache-Control": cache})
+            handler.__name__ = work.__name__
+            return handler
+        return wrap
+
+    # ------------------------------------------------------------------ query helpers
+    def version_of(request):
+        value = request.query_params.get("version")
+        if value in (None, ""):
+            return None
+        if not value.isdigit():
+            raise ParameterError(f"version must be a non-negative integer; received {value[:20]!r}")
+        return int(value)
+
+    def cached_media(key, compute, request):
+        """Bytes of a media item of a version (immutable: cached, browser-cacheable if pinned)."""
+        v = workspace.version(version_of(request))
+        data = media.get((key, v.id), compute(v.id))
+        return data, "image/png" if key[0].startswith("png") else "audio/wav", version_of(request) is not None
+
+    # ------------------------------------------------------------------ APNet API
+    @endpoint()
+    def status(request, body):
+        return {**workspace.status(), "job": job.status(), "l2i": l2i is not None,
+                "max_upload_bytes": max_upload_bytes}
+
+    @endpoint()
+    def projection(request, body):
+        return workspace.projection(request.query_params.get("method", "pca"), version_of(request))
+
+    @endpoint()
+    def instance(request, body):
+        return workspace.instance(request.path_params["clip_id"], version_of(request))
+
+    @endpoint()
+    def prototype(request, body):
+        return workspace.prototype(request.path_params["index"], version_of(request))
+
+    @endpoint()
+    def delete(request, body):
+        if job.running:
+            raise Conflict("a retrain is running: edits are locked until it finishes (or is cancelled)")
+        return workspace.delete_prototypes(body.get("indices"))
+
+    @endpoint()
+    def convert(request, body):
+        if job.running:
+            raise Conflict("a retrain is running: edits are locked until it finishes (or is cancelled)")
+        return workspace.convert_instance(_required(body, "clip_id"))
+
+    @endpoint()
+    def undo(request, body):
+        if job.running:
+            raise Conflict("a retrain is running: edits are locked until it finishes (or is cancelled)")
+        return workspace.undo()
+
+    @endpoint()
+    def evaluate(request, body):
+        return workspace.evaluate(body.get("version"))
+
+    @endpoint(status_code=202)
+    def retrain_start(request, body):
+        epochs = body.get("epochs", 1)
+        if isinstance(epochs, str) and epochs.strip().isdigit():
+            epochs = int(epochs)
+        if workspace.busy and not job.running:
+            raise Conflict(f"{workspace.busy}; only one retrain at a time")
+        return job.start("retrain", workspace.retrain, epochs=_epochs(epochs))
+
+    @endpoint()
+    def retrain_status(request, body):
+        return job.status()
+
+    @endpoint()
+    def retrain_cancel(request, body):
+        return job.cancel()
+
+    @endpoint()
+    def save(request, body):
+        return workspace.save()
+
+    # ------------------------------------------------------------------ APNet media
+    @endpoint("file")
+    def clip_audio(request, body):
+        return workspace.clip_path(request.path_params["clip_id"])
+
+    @endpoint("bytes")
+    def clip_image(request, body):
+        clip_id = request.path_params["clip_id"]
+        lo, hi = workspace.value_range
+        data = media.get(("png_clip", clip_id), lambda: spectrogram_png(
+            workspace.features(clip_id), f"{clip_id} (class {workspace.classes[workspace.clip(clip_id)['label']]})",
+            lo, hi))
+        return data, "image/png", True
+
+    @endpoint("bytes")
+    def reconstruction_image(request, body):
+        clip_id = request.path_params["clip_id"]
+        lo, hi = workspace.value_range
+
+        def compute(version_id):
+            return lambda: spectrogram_png(workspace.reconstruction_mel(clip_id, version_id),
+                                           f"reconstruction of {clip_id}", lo, hi)
+        return cached_media(("png_rec", clip_id), compute, request)
+
+    @endpoint("bytes")
+    def reconstruction_audio(request, body):
+        clip_id = request.path_params["clip_id"]
+
+        def compute(version_id):
+            return lambda: wav_bytes(*workspace.mel_audio(workspace.reconstruction_mel(clip_id, version_id)))
+        return cached_media(("wav_rec", clip_id), compute, request)
+
+    @endpoint("bytes")
+    def prototype_image(request, body):
+        index = request.path_params["index"]
+        lo, hi = workspace.value_range
+
+        def compute(version_id):
+            return lambda: spectrogram_png(workspace.prototype_mel(index, version_id), f"prototype {index} (decoded)",
+                                           lo, hi)
+        return cached_media(("png_proto", index), compute, request)
+
+    @endpoint("bytes")
+    def prototype_audio(request, body):
+        index = request.path_params["index"]
+
+        def compute(version_id):
+            return lambda: wav_bytes(*workspace.mel_audio(workspace.prototype_mel(index, version_id)))
+        return cached_media(("wav_proto", index), compute, request)
+
+    # ------------------------------------------------------------------ L2I
+    def explorer():
+        if l2i is None:
+            raise NotFound("no L2I model loaded: start the app with --l2i-model RUN_FOLDER")
+        return l2i
+
+    def source_of(request):
+        source = request.query_params.get("source")
+        if not source:
+            raise ParameterError("give ?source=clip:<clip_id> or ?source=upload:<token>")
+        return source
+
+    @endpoint()
+    def l2i_info(request, body):
+        return explorer().info()
+
+    @endpoint()
+    def l2i_clips(request, body):
+        return {"clips": explorer().clips()}
+
+    @endpoint()
+    def l2i_explain(request, body):
+        return explorer().explain(source_of(request), request.query_params.get("tau", "0.1"))
+
+    @endpoint("bytes")
+    def l2i_audio(request, body):
+        which, source = request.path_params["which"], source_of(request)
+        ex = explorer()
+        if which == "input":
+            key, compute = (source,), lambda: ex.input_audio(source)
+        elif which == "interpretation":
+            tau = request.query_params.get("tau", "0.1")
+            key, compute = (source, tau), lambda: ex.interpretation_audio(source, tau)
+        elif which == "component":
+            k = request.query_params.get("k")
+            key, compute = (source, k), lambda: ex.component_audio(source, k)
+        else:
+            raise NotFound(f"no L2I audio {which[:30]!r}; use input, interpretation or component")
+        return media.get(("l2i_" + which,) + key, lambda: wav_bytes(*compute())), "audio/wav", True
+
+    @endpoint("bytes")
+    def l2i_image(request, body):
+        which, source = request.path_params["which"], source_of(request)
+        tau = request.query_params.get("tau", "0.1")
+        if which not in ("input", "interpretation"):
+            raise NotFound(f"no L2I image {which[:30]!r}; use input or interpretation")
+
+        def compute():
+            X, X_int = explorer().spectrograms(source, tau)
+            S = X if which == "input" else X_int
+            title = "input X" if which == "input" else f"interpretation X_int (tau = {float(tau):g})"
+            return spectrogram_png(S, title, 0.0, float(X.max()) or 1.0, label="log(1 + |STFT|)", cmap="magma",
+                                   size=(4.6, 2.6), ylabel="STFT bin")
+        return media.get(("png_l2i", which, source, tau if which != "input" else None), compute), "image/png", True
+
+    async def l2i_upload(request):
+        try:
+            ex = explorer()
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > max_upload_bytes:
+                raise PayloadTooLarge(_too_large(int(length), max_upload_bytes))
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_upload_bytes:
+                    raise PayloadTooLarge(_too_large(size, max_upload_bytes, at_least=True))
+                chunks.append(chunk)
+            name = unquote(request.headers.get("x-filename", "") or "upload")
+            if size == 0:
+                raise ParameterError(f"upload {name!r} is empty; choose a WAV, FLAC or OGG file")
+            result = await run_in_threadpool(ex.add_upload, name, b"".join(chunks))
+        except Exception as err:  # noqa: BLE001
+            return error_response(err)
+        return JSONResponse(result, status_code=201)
+
+    # ------------------------------------------------------------------ pages
+    def page(name):
+        async def serve(request):
+            return FileResponse(STATIC_DIR / name, media_type="text/html", headers={"Cache-Control": "no-store"})
+        return serve
+
+    async def favicon(request):
+        return Response(status_code=204)
+
+    async def not_found(request, exc):
+        return JSONResponse({"error": f"no such page or resource: {request.url.path[:200]}", "status": 404},
+                            status_code=404)
+
+    class SecurityHeaders(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):
+            if request.method not in ("GET", "HEAD"):
+                origin = request.headers.get("origin")
+                expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
+                if origin is not None and origin != expected:
+                    return JSONResponse({"error": f"cross-origin request from {origin[:100]} refused", "status": 403},
+                                        status_code=403)
+            response = await call_next(request)
+            response.headers["Content-Security-Policy"] = _CSP
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["X-Frame-Options"] = "DENY"
+            return response
+
+    routes = [
+        Route("/", page("index.html")),
+        Route("/train", page("train.html")),
+        Route("/l2i", page("l2i.html")),
+        Route("/favicon.ico", favicon),
+        Route("/api/status", status),
+        Route("/api/map", projection),
+        Route("/api/instance/{clip_id}", instance),
+        Route("/api/prototype/{index}", prototype),
+        Route("/api/delete", delete, methods=["POST"]),
+        Route("/api/convert", convert, methods=["POST"]),
+        Route("/api/undo", undo, methods=["POST"]),
+        Route("/api/evaluate", evaluate, methods=["POST"]),
+        Route("/api/retrain", retrain_start, methods=["POST"]),
+        Route("/api/retrain", retrain_status, methods=["GET"]),
+        Route("/api/retrain/cancel", retrain_cancel, methods=["POST"]),
+        Route("/api/save", save, methods=["POST"]),
+        Route("/audio/clip/{clip_id}", clip_audio),
+        Route("/audio/reconstruction/{clip_id}", reconstruction_audio),
+        Route("/audio/prototype/{index}", prototype_audio),
+        Route("/image/clip/{clip_id}", clip_image),
+        Route("/image/reconstruction/{clip_id}", reconstruction_image),
+        Route("/image/prototype/{index}", prototype_image),
+        Route("/api/l2i/info", l2i_info),
+        Route("/api/l2i/clips", l2i_clips),
+        Route("/api/l2i/explain", l2i_explain),
+        Route("/api/l2i/upload", l2i_upload, methods=["POST"]),
+        Route("/audio/l2i/{which}", l2i_audio),
+        Route("/image/l2i/{which}", l2i_image),
+        Mount("/static", StaticFiles(directory=STATIC_DIR, follow_symlink=False), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders)]
+    if allowed_hosts != "*":
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
+    app.state.workspace, app.state.l2i, app.state.job = workspace, l2i, job
+    app.state.max_upload_bytes = max_upload_bytes
+    return app
+
+
+async def _json_body(request):
+    """The JSON object of a POST (``{}`` when empty); 400 for another content type or bad JSON.
+
+    Every POST must say ``Content-Type: application/json``, even with an empty body: a page
+    of another site can only send that with a CORS preflight, which this server never grants.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise ParameterError("POST requests must have Content-Type: application/json")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON:
+            raise PayloadTooLarge(f"request body over {MAX_JSON} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ParameterError(f"the request body is not valid JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise ParameterError(f"the request body must be a JSON object; received {type(body).__name__}")
+    return body
+
+
+def _required(body, key):
+    if key not in body:
+        raise ParameterError(f"the request body lacks {key!r}")
+    return body[key]
+
+
+def _epochs(value):
+    from apnet.app.workspace import MAX_EPOCHS
+
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EPOCHS:
+        raise ParameterError(f"epochs must be an integer in [1, {MAX_EPOCHS}]; received {value!r}")
+    return value
+
+
+def _too_large(size, cap, at_least=False):
+    return (f"upload of {'at least ' if at_least else ''}{size / 2**20:.1f} MB is over the limit of "
+            f"{cap / 2**20:.1f} MB (start the app with --max-upload-mb to change it)")
+
+
+def url_of(host, port):
+    """``http://host:port/`` with IPv6 hosts bracketed."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}/"
+
+
+def is_loopback(host):
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = ["DEFAULT_MAX_UPLOAD", "STATIC_DIR", "create_app", "is_loopback", "url_of"]
