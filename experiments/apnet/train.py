@@ -32,6 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="override the config's batch size B")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    parser.add_argument("--n-prototypes", type=int, default=None,
+                        help="override the config's M (e.g. L2I's comparison: as many prototypes as NMF components)")
     parser.add_argument("--output", default="results", help="results root (default ./results)")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
     return parser.parse_args(argv)
@@ -45,7 +47,9 @@ def load_config(args):
     if not path.is_file():
         raise ParameterError(f"config file {path} does not exist")
     config = yaml.safe_load(path.read_text())
-    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed)):
+    overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
+                 ("n_prototypes", args.n_prototypes))
+    for key, value in overrides:
         if value is not None:
             if value < (0 if key == "seed" else 1):
                 raise ParameterError(f"--{key.replace('_', '-')} must be positive, got {value}")

@@ -107,6 +107,7 @@ def test_evaluate_aggregates_folds(cli_run, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "fsdd", "--fold", "7"], "--fold must be one of [1, 2, 3, 4, 5, 6], got 7"),
     (["--dataset", "fsdd", "--fold", "1", "--epochs", "0"], "--epochs must be positive"),
+    (["--dataset", "fsdd", "--fold", "1", "--n-prototypes", "0"], "--n-prototypes must be positive"),
     (["--dataset", "fsdd", "--fold", "1", "--config", "/nonexistent.yaml"], "does not exist"),
     (["--dataset", "esc10", "--fold", "1", "--data-dir", "{empty}"], "ESC-50"),
     (["--dataset", "fsdd", "--fold", "1"], "AUDIO_DATA_DIR"),
@@ -117,6 +118,14 @@ def test_clear_errors(argv, message, tmp_path, capsys, monkeypatch):
     argv = [a.replace("{empty}", str(tmp_path / "empty")) for a in argv] + ["--output", str(tmp_path / "out")]
     assert load_script("train").main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_overrides_replace_the_config_values():
+    train = load_script("train")
+    args = train.parse_args(["--dataset", "esc10", "--fold", "2", "--n-prototypes", "100", "--batch-size", "8"])
+    config = train.load_config(args)
+    assert (config["n_prototypes"], config["batch_size"], config["epochs"]) == (100, 8, 200)
+    assert train.load_config(train.parse_args(["--dataset", "esc10", "--fold", "2"]))["n_prototypes"] == 20
 
 
 def test_unknown_dataset_and_model_are_rejected(capsys):
