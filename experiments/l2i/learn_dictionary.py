@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 
+from audiodata.errors import AudioDataError
 from l2i.dictionary import learn_dataset_dictionary
 from l2i.nmf import save_dictionary
 from l2i.training import load_config, load_fold, run_directory, write_results
@@ -42,9 +43,12 @@ def main(argv=None):
         print(f"{out_dir / 'W.npy'} exists; nothing to do")
         return
     start = time.perf_counter()
-    data = load_fold(args.dataset, args.fold, data_dir=args.data_dir, cache_dir=args.cache_dir)
-    W, info = learn_dataset_dictionary(args.dataset, data.logmag, data.rows["train"], data.targets["train"],
-                                       section, seed=int(config["seed"]))
+    try:
+        data = load_fold(args.dataset, args.fold, data_dir=args.data_dir, cache_dir=args.cache_dir)
+        W, info = learn_dataset_dictionary(args.dataset, data.logmag, data.rows["train"], data.targets["train"],
+                                           section, seed=int(config["seed"]))
+    except AudioDataError as err:
+        parser.exit(2, f"error: {err}\n")
     params = dict(section, dataset=args.dataset, fold=args.fold, seed=config["seed"])
     save_dictionary(out_dir / "W", W, params)
     objectives = {str(k): h["objective"][-1] for k, h in info["histories"].items()}

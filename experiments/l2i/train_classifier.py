@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 
+from audiodata.errors import AudioDataError
 from l2i.training import load_config, run_directory, train_classifier, write_results
 
 
@@ -33,8 +34,11 @@ def main(argv=None):
         section["epochs"] = args.epochs
     run_dir = run_directory(args.output, args.dataset, args.fold, config["seed"]) / "classifier"
     start = time.perf_counter()
-    results = train_classifier(section, args.dataset, args.fold, run_dir, data_dir=args.data_dir,
-                               cache_dir=args.cache_dir, verbose=args.verbose)
+    try:
+        results = train_classifier(section, args.dataset, args.fold, run_dir, data_dir=args.data_dir,
+                                   cache_dir=args.cache_dir, verbose=args.verbose)
+    except AudioDataError as err:
+        parser.exit(2, f"error: {err}\n")
     results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": section,
                     "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})
     write_results(run_dir / "results.json", results)

@@ -11,6 +11,9 @@ from the last completed epoch.
 import argparse
 import sys
 import time
+from pathlib import Path
+
+from audiodata.errors import AudioDataError
 
 from l2i.training import MODES, load_config, run_directory, train_interpreter, write_results
 
@@ -42,10 +45,21 @@ def main(argv=None):
     classifier = args.classifier or (base / "classifier" / "classifier.keras" if args.mode == "posthoc" else None)
     dictionary = args.dictionary or base / "dictionary" / "W.npy"
     run_dir = base / f"{args.mode}_{args.theta}"
+    missing = [(what, path) for what, path in (("classifier", classifier), ("dictionary", dictionary))
+               if path is not None and not Path(path).is_file()]
+    if missing:
+        what, path = missing[0]
+        hint = {"classifier": "train it with experiments/l2i/train_classifier.py or pass --classifier",
+                "dictionary": "learn it with experiments/l2i/learn_dictionary.py or pass --dictionary"}[what]
+        parser.exit(2, f"error: the {what} {path} does not exist; {hint} (same --dataset, --fold, --seed, "
+                       "--output)\n")
     start = time.perf_counter()
-    results = train_interpreter(config, args.dataset, args.fold, run_dir, mode=args.mode, theta=args.theta,
-                                classifier_path=classifier, dictionary_path=dictionary, data_dir=args.data_dir,
-                                cache_dir=args.cache_dir, verbose=args.verbose)
+    try:
+        results = train_interpreter(config, args.dataset, args.fold, run_dir, mode=args.mode, theta=args.theta,
+                                    classifier_path=classifier, dictionary_path=dictionary, data_dir=args.data_dir,
+                                    cache_dir=args.cache_dir, verbose=args.verbose)
+    except AudioDataError as err:
+        parser.exit(2, f"error: {err}\n")
     results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": config,
                     "classifier_path": str(classifier) if classifier else None, "dictionary_path": str(dictionary),
                     "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})

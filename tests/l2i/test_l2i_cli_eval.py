@@ -109,3 +109,22 @@ def test_evaluate_cli_bad_tau_and_corruption(tiny_run, shared_data, tmp_path, ca
     with pytest.raises(SystemExit):
         evaluate.main(["--model", str(tiny_run), "--dataset", "esc10", "--corruption", "reverb"])
     assert "invalid choice: 'reverb'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing, message", [
+    ("dictionary", "learn it with experiments/l2i/learn_dictionary.py"),
+    ("classifier", "train it with experiments/l2i/train_classifier.py"),
+])
+def test_train_interpreter_names_a_missing_input(missing, message, tmp_path, capsys):
+    """A run folder without its dictionary (or classifier) gives one error line naming the file, no traceback."""
+    base = tmp_path / "l2i" / "esc10" / "fold1" / "seed0"
+    inputs = {"classifier": base / "classifier" / "classifier.keras", "dictionary": base / "dictionary" / "W.npy"}
+    for name, path in inputs.items():
+        if name != missing:
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"present")
+    with pytest.raises(SystemExit) as exit_info:
+        _script("train_interpreter").main(["--dataset", "esc10", "--fold", "1", "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: the {missing} {base}" in err and message in err and "Traceback" not in err
