@@ -48,13 +48,10 @@ def page(browser, live_server):
 
 
 def keep(page, folder, name):
-    """Full-page screenshot, reduced to a 128-colour PNG (small enough for the repository)."""
-    from PIL import Image
+    """Full-page screenshot, reduced to a 128-colour PNG (:func:`apnet.app.screenshots.save_screenshot`)."""
+    from apnet.app.screenshots import save_screenshot
 
-    path = Path(folder) / f"{name}.png"
-    page.locator("img").evaluate_all("images => Promise.all(images.map(i => i.decode().catch(() => null)))")
-    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
-    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    path = save_screenshot(page, Path(folder) / f"{name}.png")
     assert path.stat().st_size > 10_000
     return path
 
@@ -243,3 +240,19 @@ def test_l2i_page(page, live_server, explorer, shared_data, tmp_path, screenshot
     page.locator("#upload-btn").click()
     expect(page.locator("#message")).to_contain_text("over the limit of 2.0 MB", timeout=30_000)
     assert not page.problems, page.problems
+
+
+def test_screenshot_script_writes_every_page(live_server, browser, workspace, tmp_path):
+    """``python -m apnet.app.screenshots``'s browser part on the test app: four pages, nothing edited."""
+    from PIL import Image
+
+    from apnet.app.screenshots import take
+
+    before = workspace.current.id
+    paths = take(live_server, tmp_path, prototype=0, clip="1-100032-A-0", tau=0.1, with_l2i=True, browser=browser,
+                 log=lambda message: None)
+    assert [p.name for p in paths] == ["explore.png", "explore_tsne.png", "train.png", "l2i.png"]
+    for path in paths:
+        width, height = Image.open(path).size
+        assert width == 1280 and height >= 860 and path.stat().st_size > 10_000, path.name
+    assert workspace.current.id == before  # screenshots edit nothing

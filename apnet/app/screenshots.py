@@ -1,0 +1,149 @@
+"""Screenshots of the web application's pages, with your own trained models (``docs/screenshots/``).
+
+    python -m apnet.app.screenshots --model RUN/model.keras --l2i-model L2I_RUN --data-dir DIR \
+        --output docs/screenshots [--prototype 0] [--clip 1-21934-A-38] [--tau 0.1] [--retrain-epochs 1]
+
+Serves the app on a free 127.0.0.1 port (the options of ``python -m apnet.app``), opens it in
+headless Chromium (Debian's ``chromium`` or ``--chromium PATH``, driven by Playwright), and
+writes ``explore.png`` (PCA map, a prototype selected), ``explore_tsne.png``, ``train.png``
+(the test-fold evaluation, and a retrain when ``--retrain-epochs`` is given) and, with
+``--l2i-model``, ``l2i.png`` (an interpreted test clip at ``--tau``). Nothing is edited or saved.
+"""
+import argparse
+import io
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+#: Milliseconds to wait for a page's first content (decoding the prototypes, t-SNE, an interpretation).
+READY_MS = 600_000
+
+
+def save_screenshot(page, path, colors=128):
+    """Full-page screenshot of a Playwright ``page`` as a ``colors``-colour PNG (small enough to keep in git).
+
+    Waits for every ``<img>`` of the page to be decoded first. Returns the path.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    page.locator("img").evaluate_all("images => Promise.all(images.map(i => i.decode().catch(() => null)))")
+    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
+
+
+def _serve(app):
+    """Run ``app`` with uvicorn in a daemon thread on a free loopback port; returns (server, base URL)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="apnet-app-screenshots", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the app server did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+def take(base_url, output, chromium=None, prototype=0, clip=None, tau=0.1, retrain_epochs=0, with_l2i=False,
+         browser=None, log=print):
+    """Open the pages at ``base_url`` and write their screenshots into ``output``; returns the paths.
+
+    ``browser``: a Playwright browser already launched (one sync Playwright per thread); otherwise
+    ``chromium`` (the executable) is launched headless for the occasion.
+    """
+    if browser is not None:
+        return _take(browser, base_url, output, prototype, clip, tau, retrain_epochs, with_l2i, log)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            return _take(browser, base_url, output, prototype, clip, tau, retrain_epochs, with_l2i, log)
+        finally:
+            browser.close()
+
+
+def _take(browser, base_url, output, prototype, clip, tau, retrain_epochs, with_l2i, log):
+    from playwright.sync_api import expect
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=base_url)
+    page = context.new_page()
+
+    def shot(name):
+        written.append(save_screenshot(page, output / name))
+        log(f"wrote {written[-1]}")
+
+    page.goto("/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=READY_MS)
+    page.locator(f'#map .prototype[data-index="{int(prototype)}"]').dispatch_event("click")
+    expect(page.locator("#selection-title")).to_contain_text(f"Prototype {int(prototype)}")
+    shot("explore.png")
+    page.select_option("#projection", "tsne")
+    expect(page.locator("#map .axis")).to_contain_text("t-SNE", timeout=READY_MS)
+    shot("explore_tsne.png")
+
+    page.goto("/train")
+    expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=READY_MS)
+    if retrain_epochs:
+        page.fill("#epochs", str(int(retrain_epochs)))
+        page.locator("#retrain-btn").click()
+        expect(page.locator("body")).to_have_attribute("data-job", "done", timeout=READY_MS * 6)
+    else:
+        page.locator("#evaluate-btn").click()
+        expect(page.locator("#accuracy-table tr").first).to_be_visible(timeout=READY_MS)
+    shot("train.png")
+
+    if with_l2i:
+        page.goto("/l2i")
+        expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=READY_MS)
+        if clip:
+            page.select_option("#clip-select", clip)
+        chosen = page.locator("#clip-select").input_value()
+        page.locator("#explain-btn").click()
+        expect(page.locator("body")).to_have_attribute("data-explained", f"clip:{chosen}", timeout=READY_MS)
+        page.fill("#tau", f"{float(tau):g}")
+        expect(page.locator("#interpretation-audio")).to_have_attribute(
+            "src", f"/audio/l2i/interpretation?source=clip%3A{chosen}&tau={float(tau):g}", timeout=READY_MS)
+        shot("l2i.png")
+    context.close()
+    return written
+
+
+def main(argv=None):
+    from apnet.app import cli
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
+    parser.add_argument("--output", required=True, help="folder of the PNG files (e.g. docs/screenshots)")
+    parser.add_argument("--chromium", default=None, help="Chromium executable (default: chromium on the PATH)")
+    parser.add_argument("--prototype", type=int, default=0, help="prototype selected on the map")
+    parser.add_argument("--clip", default=None, help="test clip interpreted on the L2I page (default: the first)")
+    parser.add_argument("--tau", type=float, default=0.1, help="relevance threshold on the L2I page")
+    parser.add_argument("--retrain-epochs", type=int, default=0, help="retrain this many epochs before train.png")
+    own, rest = parser.parse_known_args(argv)
+    args = cli.parse_args(rest + ["--port", "0"], prog="python -m apnet.app.screenshots")
+    chromium = own.chromium or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("error: Chromium not found: install Debian's chromium or pass --chromium PATH", file=sys.stderr)
+        return 2
+    app = cli.build(args)
+    server, url = _serve(app)
+    try:
+        take(url, own.output, chromium, own.prototype, own.clip, own.tau, own.retrain_epochs,
+             with_l2i=bool(args.l2i_model))
+    finally:
+        server.should_exit = True
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
