@@ -667,7 +667,8 @@ def find_results(results_dir):
     list of dict
         ``{"path", "kind", "dataset", "fold", "seed", "system", "corruption", "results", "training"}``:
         ``kind`` is ``"classifier"``, ``"dictionary"``, ``"interpreter"`` (training of a
-        ``<mode>_<theta>`` folder) or ``"evaluation"`` (``evaluation_<corruption>/``,
+        ``<mode>_<theta>`` folder), ``"baseline"`` (a ``baseline_<name>`` folder of
+        ``train_baseline.py``) or ``"evaluation"`` (``evaluation_<corruption>/``,
         with ``training`` the results of its run folder, or {}).
     """
     found = []
@@ -689,7 +690,7 @@ def find_results(results_dir):
             training = path.parent.parent / "results.json"
             entry["training"] = json.loads(training.read_text()) if training.is_file() else {}
         elif path.parent.name == system:
-            entry["kind"] = "interpreter"
+            entry["kind"] = "baseline" if system.startswith("baseline_") else "interpreter"
         else:
             entry["kind"] = "other"
         found.append(entry)

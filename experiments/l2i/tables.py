@@ -7,7 +7,8 @@ scripts: <RESULTS_DIR>/l2i/<dataset>/fold<N>/seed<S>/...) and writes, per table,
 table_<N>.csv to --output (default RESULTS_DIR/tables). Each row is one cell of the paper's table:
 system, metric, the paper's value, ours (mean +- standard deviation over the folds and seeds found,
 with their number) and the command behind ours -- or "not run" with the command that would produce it.
-ESC-50 cells show ESC-10 results, marked as such, when no ESC-50 run exists.
+ESC-50 cells show ESC-10 results, marked as such, when no ESC-50 run exists. The baselines' rows (FLINT,
+VIBI, Unsupervised-NMF, TD-NMF, FLINT by design) read the baseline_<name>/results.json of train_baseline.py.
 """
 import argparse
 import csv
@@ -25,6 +26,15 @@ EVAL = "python experiments/l2i/evaluate.py --model $O/l2i/{dataset}/fold$F/seed$
 TRAIN_F = "python experiments/l2i/train_classifier.py --dataset {dataset} --fold $F --data-dir $D --output $O"
 TRAIN_I = "python experiments/l2i/train_interpreter.py --dataset {dataset} --fold $F --mode {mode} --theta {theta} " \
           "--data-dir $D --output $O"
+TRAIN_B = "python experiments/l2i/train_baseline.py --baseline {baseline} --dataset {dataset} --fold $F " \
+          "--data-dir $D --output $O"
+BASELINE = "baseline_"  # prefix of the run folders of train_baseline.py
+
+
+def _system_kind(system, kind):
+    """``"baseline"`` for a baseline_<name> folder of train_baseline.py, else ``kind``."""
+    return "baseline" if (system or "").startswith(BASELINE) else kind
+
 
 PAPER = {
     "I": ("Benchmarking performance of the pre-trained classifier f", [
@@ -39,14 +49,16 @@ PAPER = {
         ("Current-f", "OpenMIC-2018 avg-weighted-F1", "0.831", ("evaluation", ("openmic",), None, "f_wf1", 1)),
     ]),
     "IV": ("Fidelity of the interpreter to the classifier's output", [
-        *[(name, metric, value, ("interp", ds, (system,), getter, scale))
+        *[(name, metric, value, (_system_kind(system, "interp"), ds, (system,), getter, scale))
           for name, system, values in (
               ("L2I w/ Theta_ATT", "posthoc_att", ("65.7 ± 2.8", "88.2 ± 1.7", "0.909 ± 0.011", "0.917 ± 0.008",
                                                    "0.920 ± 0.004")),
               ("L2I w/ Theta_MAX", "posthoc_max", ("73.3 ± 2.3", "92.7 ± 1.2", "0.866 ± 0.014", "0.913 ± 0.012",
                                                    "0.906 ± 0.004")),
-              ("FLINT [29]", "flint", ("73.5 ± 2.3", "93.4 ± 0.9", "0.816 ± 0.013", "0.907 ± 0.011", "0.907 ± 0.004")),
-              ("VIBI [63]", "vibi", ("27.7 ± 2.3", "53.0 ± 1.8", "0.608 ± 0.027", "0.575 ± 0.019", "0.581 ± 0.037")),
+              ("FLINT [29]", "baseline_flint", ("73.5 ± 2.3", "93.4 ± 0.9", "0.816 ± 0.013", "0.907 ± 0.011",
+                                                 "0.907 ± 0.004")),
+              ("VIBI [63]", "baseline_vibi", ("27.7 ± 2.3", "53.0 ± 1.8", "0.608 ± 0.027", "0.575 ± 0.019",
+                                              "0.581 ± 0.037")),
           )
           for (metric, ds, getter, scale), value in zip((
               ("ESC-50 top-1 fidelity (%)", ESC, "fid_top1", 100), ("ESC-50 top-5 fidelity (%)", ESC, "fid_top5", 100),
@@ -81,20 +93,20 @@ PAPER = {
         for name, system, values in (
             ("L2I_BD w/ Theta_ATT", "bydesign_att", ("70.1 ± 1.5", "0.581 ± 0.008", "0.825 ± 0.005")),
             ("APNet [13]", None, ("63.6 ± 1.7", "0.422 ± 0.012", "0.563 ± 0.025")),
-            ("Unsupervised-NMF", None, ("39.4 ± 2.3", "0.373 ± 0.006", "0.659 ± 0.018")),
-            ("TD-NMF [47]", None, ("46.7 ± 2.7", "0.431 ± 0.018", "0.699 ± 0.012")),
+            ("Unsupervised-NMF", "baseline_nmf", ("39.4 ± 2.3", "0.373 ± 0.006", "0.659 ± 0.018")),
+            ("TD-NMF [47]", "baseline_tdl_nmf", ("46.7 ± 2.7", "0.431 ± 0.018", "0.699 ± 0.012")),
             ("L2I-Posthoc", "posthoc_att", ("65.4 ± 3.4", "0.567 ± 0.007", "0.825 ± 0.003")),
             ("L2I_BD-NoPred", "bydesign_nopred_att", ("64.4 ± 1.1", "0.563 ± 0.004", "0.746 ± 0.006")),
-            ("FLINT [29]", None, ("75.3 ± 3.6", "0.556 ± 0.008", "0.827 ± 0.002")),
+            ("FLINT [29]", "baseline_flint_bydesign", ("75.3 ± 3.6", "0.556 ± 0.008", "0.827 ± 0.002")),
             ("BASE-f", "classifier", ("82.5", "0.601", "0.831")),
         )
         for (metric, source), value in zip((
             ("ESC-50 accuracy (%)", ("classifier", ESC, ("classifier",), "f_accuracy", 100) if system == "classifier"
-             else ("interp", ESC, (system,), "g_accuracy", 100)),
+             else (_system_kind(system, "interp"), ESC, (system,), "g_accuracy", 100)),
             ("SONYC-UST macro-AUPRC", ("any", ("sonyc_ust",), None, "f_macro_auprc", 1) if system == "classifier"
-             else ("evaluation", ("sonyc_ust",), (system,), "g_macro_auprc", 1)),
+             else (_system_kind(system, "evaluation"), ("sonyc_ust",), (system,), "g_macro_auprc", 1)),
             ("OpenMIC-2018 avg-weighted-F1", ("evaluation", ("openmic",), None, "f_wf1", 1) if system == "classifier"
-             else ("evaluation", ("openmic",), (system,), "g_wf1", 1))), values)
+             else (_system_kind(system, "evaluation"), ("openmic",), (system,), "g_wf1", 1))), values)
     ]),
 }
 
@@ -110,7 +122,7 @@ def _value(entry, getter):
         return {"fid_top1": res.get("fidelity_top1"), "fid_top5": res.get("fidelity_top5"),
                 "fid_macro_auprc": res.get("fidelity_macro_auprc"), "fid_micro_auprc": res.get("fidelity_micro_auprc"),
                 "g_accuracy": res.get("accuracy"), "nmf": res.get("test_nmf_loss")}.get(name)
-    if kind != "evaluation":
+    if kind not in ("evaluation", "baseline"):  # a baseline's results.json names its scores as evaluate.py does
         return None
     fid, f, g = res.get("fidelity", {}), res.get("classifier", {}), res.get("interpreter", {})
     if name.startswith(("ff@", "ffr@")):
@@ -151,7 +163,7 @@ def ours(entries, source):
                 continue
             allowed = {"classifier": ("classifier",), "interp": ("evaluation", "interpreter"),
                        "any": ("evaluation", "classifier"), "evaluation": ("evaluation",),
-                       "layers": ("evaluation",), "weights": ("evaluation",)}[kind]
+                       "layers": ("evaluation",), "weights": ("evaluation",), "baseline": ("baseline",)}[kind]
             if entry["kind"] not in allowed:
                 continue
             if kind == "layers" and (entry["fold"] != 1 or _blocks(entry) != parts[1]):
@@ -185,9 +197,8 @@ def _template(source):
     system = systems[0] if systems else "posthoc_att"
     if kind == "classifier":
         return TRAIN_F.format(dataset=dataset)
-    if kind == "interp" and systems and system not in ("posthoc_att", "posthoc_max", "bydesign_att",
-                                                       "bydesign_nopred_att"):
-        return "baseline not run by this script (see l2i/baselines)"
+    if kind == "baseline":
+        return TRAIN_B.format(baseline=system[len(BASELINE):], dataset=dataset)
     command = EVAL.format(dataset=dataset, system=system)
     if kind == "layers":
         command = f"train_interpreter.py with interpreter.hidden_layers = {getter.split('|')[1]}; then " + command

@@ -3,7 +3,9 @@
 Post-hoc (fidelity to f, Table IV): :class:`FLINT`, :class:`VIBI`.
 By design (classification, Table VIII): :class:`NMFClassifier` (unsupervised NMF),
 :class:`TDLNMFClassifier` (task-driven NMF), :func:`apnet_baseline`, and
-:class:`FLINT` with ``mode="bydesign"``. See ``docs/l2i_baselines.md``.
+:class:`FLINT` with ``mode="bydesign"``. Training and scoring one of them on a dataset fold:
+:func:`l2i.baselines.training.train_baseline` (``experiments/l2i/train_baseline.py``).
+See ``docs/l2i_baselines.md``.
 """
 from l2i.baselines.apnet_baseline import apnet_baseline
 from l2i.baselines.flint import FLINT, FLINT_MODES

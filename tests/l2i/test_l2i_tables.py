@@ -108,3 +108,45 @@ def test_tables_on_an_empty_folder(tables_module, tmp_path):
     assert all(r["ours"] in ("not run", "n/a (not our system)") for _, rows in tables.values() for r in rows)
     with pytest.raises(SystemExit):
         tables_module.main([str(tmp_path / "missing")])
+
+
+def test_baseline_rows_from_train_baseline_results(tables_module, tmp_path, rng):
+    """Rows of FLINT, VIBI, NMF, TD-NMF and FLINT by design: mean +- std over folds, [ESC-10], multi-label names."""
+    from l2i.baselines.training import score_predictions
+    from l2i.pipeline import dataset_classes, find_results
+
+    root = tmp_path / "results"
+    for fold, (top1, acc) in enumerate([(0.70, 0.30), (0.76, 0.40)], start=1):
+        base = root / "l2i" / "esc50" / f"fold{fold}" / "seed0"
+        _write(base / "baseline_flint", {"fidelity": {"top1": top1, "top5": 0.9}, "interpreter": {"accuracy": 0.5},
+                                         "command": f"train_baseline.py flint fold{fold}"})
+        _write(base / "baseline_nmf", {"interpreter": {"accuracy": acc}, "command": f"train_baseline.py nmf {fold}"})
+    _write(root / "l2i" / "esc10" / "fold1" / "seed0" / "baseline_vibi",
+           {"fidelity": {"top1": 0.25, "top5": 0.5}, "command": "train_baseline.py vibi"})
+    # Multi-label scores exactly as train_baseline.py writes them.
+    scores = {}
+    for dataset, system in (("sonyc_ust", "baseline_tdl_nmf"), ("openmic", "baseline_flint_bydesign")):
+        # dataset_classes("openmic") is empty: OpenMIC's class names come from its data folder (class-map.json).
+        classes = dataset_classes(dataset) or tuple(f"instrument{i}" for i in range(20))
+        labels = (rng.random((40, len(classes))) < 0.3).astype(float)
+        f, g = rng.random(labels.shape), rng.random(labels.shape)
+        scores[dataset] = score_predictions(dataset, classes, True, labels, f=f, g=g)
+        _write(root / "l2i" / dataset / "fold1" / "seed0" / system, dict(scores[dataset], command=system))
+    assert {e["kind"] for e in find_results(root)} == {"baseline"}
+
+    tables = tables_module.build_tables(root)
+    iv, viii = tables["IV"][1], tables["VIII"][1]
+    flint = _row(iv, "FLINT [29]", "ESC-50 top-1 fidelity (%)")
+    assert flint["ours"] == "73.0 ± 3.0 (2 runs)" and flint["paper"] == "73.5 ± 2.3"
+    assert flint["command"].startswith("train_baseline.py flint fold") and "(+1 more)" in flint["command"]
+    assert _row(iv, "VIBI [63]", "ESC-50 top-5 fidelity (%)")["ours"] == "50.0 [ESC-10]"
+    assert _row(viii, "Unsupervised-NMF", "ESC-50 accuracy (%)")["ours"] == "35.0 ± 5.0 (2 runs)"
+    assert _row(viii, "TD-NMF [47]", "SONYC-UST macro-AUPRC")["ours"] == \
+        f"{scores['sonyc_ust']['interpreter']['macro_auprc']:.3f}"
+    assert _row(viii, "FLINT [29]", "OpenMIC-2018 avg-weighted-F1")["ours"] == \
+        f"{scores['openmic']['interpreter']['weighted_f1']:.3f}"
+    assert _row(viii, "FLINT [29]", "ESC-50 accuracy (%)")["ours"] == "not run"  # FLINT post-hoc is not by design
+    assert _row(viii, "L2I-Posthoc", "ESC-50 accuracy (%)")["ours"] == "not run"
+    assert _row(iv, "FLINT [29]", "OpenMIC-2018 avg-weighted-F1")["command"] == (
+        "python experiments/l2i/train_baseline.py --baseline flint --dataset openmic --fold $F --data-dir $D "
+        "--output $O")

@@ -1,0 +1,289 @@
+"""Training and scoring the L2I baselines on one dataset fold (Sec. IV-C, Tables IV and VIII).
+
+:func:`train_baseline` is what ``experiments/l2i/train_baseline.py`` runs. It reads the
+fold with :func:`l2i.training.load_fold` (the same cached log-mel and log-magnitude
+features as L2I), trains one baseline with the hyperparameters of the ``baselines:``
+section of the dataset's config, and scores it on the test split with the functions
+``evaluate.py`` uses for L2I (:func:`l2i.pipeline.fidelity_scores`,
+:func:`l2i.pipeline.task_scores`), so that the numbers of Tables IV and VIII are
+computed the same way for every system:
+
+* **post-hoc** (:data:`BASELINES` ``"posthoc"``, Table IV): ``flint`` (FLINT on the
+  hidden layers of the trained, frozen ``f``) and ``vibi`` (VIBI, ``f`` a black box
+  whose outputs on the training clips are the targets). Scored by their fidelity to
+  ``f`` (``results["fidelity"]``), and by their own classification score
+  (``results["interpreter"]``);
+* **by design** (Table VIII): ``flint_bydesign`` (FLINT trained jointly with a new
+  ``f``), ``nmf`` (:class:`l2i.baselines.NMFClassifier`) and ``tdl_nmf``
+  (:class:`l2i.baselines.TDLNMFClassifier`). Scored by the classification score of
+  the interpretable model (``results["interpreter"]``, the paper's "classification
+  performance of the interpreter"); ``flint_bydesign`` also reports its ``f`` and the
+  fidelity of ``g`` to it.
+
+Resuming. The Keras baselines (``flint``, ``vibi``, ``flint_bydesign``) are fitted by
+:func:`l2i.training.fit_resumable`: a re-run continues from the last completed epoch.
+``nmf`` and ``tdl_nmf`` are one ``fit`` call of their estimator and start over.
+
+Memory. ``nmf`` on the log-magnitude reads the clips as memory-mapped rows of the
+feature cache (never all in memory at once); ``tdl_nmf`` batches a stacked
+``(N, T, F)`` array, i.e. 1.4 GB for an ESC-50 training fold on the log-magnitude
+(and too much for OpenMIC-2018's 15k ten-second clips: use ``feature: sqrt_mel`` there
+or a machine with the memory).
+"""
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from audiodata.errors import ParameterError
+from l2i.training import L2IBatches, _fresh_classifier, _seconds, fit_resumable, load_fold
+
+__all__ = ["BASELINES", "MODEL_FILES", "NMF_FEATURES", "nmf_clips", "score_predictions", "train_baseline"]
+
+#: Baseline name -> setting: ``"posthoc"`` (needs the trained classifier f, Table IV) or ``"bydesign"`` (Table VIII).
+BASELINES = {"flint": "posthoc", "vibi": "posthoc", "flint_bydesign": "bydesign", "nmf": "bydesign",
+             "tdl_nmf": "bydesign"}
+#: The model file written in ``baseline_<name>/`` (``nmf.npz``: W, standardisation and linear read-out).
+MODEL_FILES = {"flint": "flint.keras", "vibi": "vibi.keras", "flint_bydesign": "flint.keras", "nmf": "nmf.npz",
+               "tdl_nmf": "tdl_nmf.keras"}
+#: Spectrograms the NMF baselines factorise (Sec. IV-C): the log-magnitude ``log(1 + |STFT|)`` of the
+#: ``logmag`` cache, or the square root of the power mel spectrogram recovered from the ``mel`` cache.
+NMF_FEATURES = ("logmag", "sqrt_mel")
+
+_FLINT_ARGS = ("n_attributes", "hidden_layers", "psi_channels", "psi_units", "decoder_channels", "beta", "gamma",
+               "delta", "eta")
+_VIBI_ARGS = ("k", "chunk_size", "beta", "temperature", "explainer_filters", "approximator_filters")
+_NMF_ARGS = ("n_components", "l1", "n_iter_dictionary", "n_iter_activations", "tol", "C", "max_iter")
+_TDL_ARGS = ("n_components", "l1", "n_iter", "n_iter_dictionary", "epochs", "learning_rate", "C")
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What :func:`l2i.pipeline.task_scores` and :func:`~l2i.pipeline.fidelity_scores` read of a run."""
+
+    dataset: str
+    classes: tuple
+    multilabel: bool
+
+    @property
+    def ignored(self):
+        from l2i.pipeline import IGNORED_CLASSES
+
+        names = IGNORED_CLASSES.get(self.dataset, ())
+        return tuple(i for i, c in enumerate(self.classes) if c in names)
+
+
+def _split(data, split):
+    """Rows of ``split`` in increasing order (so batches read in order) and their targets."""
+    rows = np.asarray(data.rows[split])
+    order = np.argsort(rows, kind="stable")
+    return rows[order], data.targets[split][order]
+
+
+def _inputs(data, rows, batch_size):
+    return L2IBatches(data.mel, None, rows, None, batch_size, targets="none")
+
+
+def _kwargs(section, names):
+    kwargs = {k: section[k] for k in names if k in section}
+    for key in ("hidden_layers", "chunk_size"):
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
+    return kwargs
+
+
+def score_predictions(dataset, classes, multilabel, labels, f=None, g=None):
+    """The scores of a baseline's results.json, named as ``evaluate.py`` names L2I's (what ``tables.py`` reads).
+
+    Parameters
+    ----------
+    dataset : str
+    classes : sequence of str
+    multilabel : bool
+    labels : np.ndarray [shape=(N, C)]
+        0/1 test targets (NaN = not annotated).
+    f, g : np.ndarray [shape=(N, C)], optional
+        Probabilities of the classifier f and of the baseline.
+
+    Returns
+    -------
+    dict
+        ``"interpreter"`` (of ``g``) and ``"classifier"`` (of ``f``): :func:`l2i.pipeline.task_scores`;
+        ``"fidelity"`` (of ``g`` to ``f``, when both are given): :func:`l2i.pipeline.fidelity_scores`.
+    """
+    from l2i.pipeline import fidelity_scores, task_scores
+
+    task = _Task(dataset, tuple(classes), bool(multilabel))
+    scores = {}
+    if g is not None:
+        scores["interpreter"] = task_scores(task, labels, g)
+    if f is not None:
+        scores["classifier"] = task_scores(task, labels, f)
+    if f is not None and g is not None:
+        scores["fidelity"] = fidelity_scores(task, np.asarray(f, np.float64), np.asarray(g, np.float64))
+    return scores
+
+
+def _train_flint(section, mode, data, run_dir, classifier, batch_size, seed, verbose):
+    from l2i.baselines.flint import FLINT
+
+    model = FLINT(classifier, mode=mode, multilabel=data.multilabel, name="flint", **_kwargs(section, _FLINT_ARGS))
+    model.compile(optimizer=keras.optimizers.Adam(float(section["learning_rate"])))
+    rows, labels = _split(data, "train")
+    if mode == "bydesign":
+        train = L2IBatches(data.mel, None, rows, labels, batch_size, targets="classifier", shuffle=True, seed=seed)
+    else:  # f frozen: fit(x) without targets
+        train = L2IBatches(data.mel, None, rows, None, batch_size, targets="none", shuffle=True, seed=seed)
+    history, epochs_run = fit_resumable(model, train, run_dir, int(section["epochs"]), verbose=verbose)
+    model.save(run_dir / MODEL_FILES["flint"])
+    out = model.predict(_inputs(data, _split(data, "test")[0], batch_size), verbose=0)
+    shared = {id(w) for w in classifier.weights}
+    sizes = {"n_params": int(model.count_params()),
+             "n_params_interpreter": int(sum(np.prod(w.shape) for w in model.weights if id(w) not in shared))}
+    return out["classifier"], out["interpreter"], history, epochs_run, sizes
+
+
+def _train_vibi(section, data, run_dir, classifier, batch_size, seed, verbose):
+    from l2i.baselines.vibi import VIBI
+
+    rows, _ = _split(data, "train")
+    teacher = classifier.predict(_inputs(data, rows, batch_size), verbose=0)
+    model = VIBI((int(data.mel.shape[1]), int(data.mel.shape[2])), len(data.classes), multilabel=data.multilabel,
+                 input_mean=getattr(classifier, "input_mean", None), input_std=getattr(classifier, "input_std", None),
+                 seed=seed, name="vibi", **_kwargs(section, _VIBI_ARGS))
+    model.compile(optimizer=keras.optimizers.Adam(float(section["learning_rate"])))
+    train = L2IBatches(data.mel, None, rows, teacher, batch_size, targets="classifier", shuffle=True, seed=seed)
+    history, epochs_run = fit_resumable(model, train, run_dir, int(section["epochs"]), verbose=verbose)
+    model.save(run_dir / MODEL_FILES["vibi"])
+    test = _inputs(data, _split(data, "test")[0], batch_size)
+    g = model.predict(test, verbose=0)["approximation"]
+    f = classifier.predict(test, verbose=0)
+    n_params = int(model.count_params())
+    return f, g, history, epochs_run, {"n_params": n_params, "n_params_interpreter": n_params}
+
+
+def nmf_clips(data, rows, feature="logmag"):
+    """Time-first non-negative spectrograms ``(T, F)`` of ``rows`` for the NMF baselines.
+
+    ``"logmag"``: rows of the memory-mapped log-magnitude cache (read when used, never all
+    at once). ``"sqrt_mel"``: ``sqrt(max(exp(logmel) - amin, 0))``, the square root of the
+    power mel spectrogram, from the ``log(S + amin)`` mel cache (in memory).
+    """
+    if feature not in NMF_FEATURES:
+        raise ParameterError(f"feature must be one of {NMF_FEATURES}; got {feature!r}")
+    if feature == "logmag":
+        return [data.logmag.data[r] for r in rows]
+    params = getattr(data.mel, "params", {}) or {}
+    if params.get("log", "log") != "log":
+        raise ParameterError(f"sqrt_mel needs the mel cache stored as log(S + amin); it is log={params.get('log')!r}")
+    amin = float(params.get("amin", 1e-10))  # audiodata's default amin when the config sets none
+    return [np.sqrt(np.maximum(np.exp(np.asarray(data.mel[r], np.float64)) - amin, 0.0)).astype(np.float32)
+            for r in rows]
+
+
+def _train_nmf(name, section, data, run_dir, batch_size, seed, verbose):
+    from l2i.baselines import NMFClassifier, TDLNMFClassifier
+
+    feature = section.get("feature", "logmag")
+    rows, labels = _split(data, "train")
+    test_rows, _ = _split(data, "test")
+    start = time.perf_counter()
+    if name == "nmf":
+        model = NMFClassifier(multilabel=data.multilabel, seed=seed, **_kwargs(section, _NMF_ARGS))
+    else:
+        kwargs = dict(_kwargs(section, _TDL_ARGS), batch_size=batch_size)
+        model = TDLNMFClassifier(multilabel=data.multilabel, seed=seed, verbose=verbose, **kwargs)
+    model.fit(nmf_clips(data, rows, feature), labels, n_classes=len(data.classes))
+    seconds = time.perf_counter() - start
+    g = model.predict_proba(nmf_clips(data, test_rows, feature))
+    if name == "nmf":
+        np.savez(run_dir / MODEL_FILES["nmf"], dictionary=model.dictionary_, mean=model.mean_, scale=model.scale_,
+                 kernel=model.kernel_, bias=model.bias_)
+        n_params = int(model.dictionary_.size + model.kernel_.size + model.bias_.size)
+        history, epochs = [], 0
+    else:
+        model.model_.save(run_dir / MODEL_FILES["tdl_nmf"])
+        n_params = int(model.model_.count_params())
+        history = [{"epoch": i, **{k: float(v[i]) for k, v in model.history_.items()}}
+                   for i in range(len(model.history_.get("loss", [])))]
+        epochs = len(history)
+        if history:
+            with open(run_dir / "history.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+                writer.writeheader()
+                writer.writerows(history)
+    extra = {"feature": feature, "n_components": int(model.dictionary_.shape[1]), "n_params": n_params,
+             "n_params_interpreter": n_params, "seconds": seconds, "epochs": epochs, "epochs_this_run": epochs}
+    return g, extra
+
+
+def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, data_dir=None, cache_dir=None,
+                   verbose=2):
+    """Train baseline ``name`` on one fold and score it on the test split.
+
+    Parameters
+    ----------
+    config : dict
+        A whole dataset config (``seed``, ``batch_size``, ``classifier`` for
+        ``flint_bydesign``'s new f, and ``baselines: {<name>: {...}}``, see
+        ``experiments/l2i/configs/*.yaml``).
+    name : one of :data:`BASELINES`
+    dataset, fold : str, int
+    run_dir : str or Path
+        ``<output>/l2i/<dataset>/fold<N>/seed<S>/baseline_<name>`` (created).
+    classifier_path : str or Path
+        The trained ``classifier.keras`` (``flint``, ``vibi``; ignored otherwise).
+    data_dir, cache_dir : passed to :func:`l2i.training.load_fold`.
+    verbose : int
+        Keras ``fit`` verbosity.
+
+    Returns
+    -------
+    results : dict
+        ``baseline``, ``setting``; ``fidelity`` (``top1``/``top5``, ``macro_auprc``/``micro_auprc``/``max_f1``
+        or ``weighted_f1``, as in ``evaluate.py``) for the post-hoc baselines and ``flint_bydesign``;
+        ``interpreter`` (the baseline's own classification score: ``accuracy``, ``macro_auprc``/``micro_auprc``
+        or ``weighted_f1``); ``classifier`` (the same for f, where there is one); ``n_params``,
+        ``n_params_interpreter``, ``epochs``, ``epochs_this_run``, ``seconds`` (training), ``n_train``,
+        ``n_test``, ``model_file``.
+    """
+    if name not in BASELINES:
+        raise ParameterError(f"baseline must be one of {sorted(BASELINES)}; got {name!r}")
+    section = (config.get("baselines") or {}).get(name)
+    if not isinstance(section, dict):
+        raise ParameterError(f"the config has no baselines.{name} section")
+    if BASELINES[name] == "posthoc" and classifier_path is None:
+        raise ParameterError(f"{name} is post-hoc: it needs `classifier_path` (train it with train_classifier.py)")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(config["seed"])
+    keras.utils.set_random_seed(seed)
+    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir)
+    batch_size = int(section.get("batch_size", config["batch_size"]))
+    _, test_labels = _split(data, "test")
+
+    if name in ("nmf", "tdl_nmf"):
+        g, results = _train_nmf(name, section, data, run_dir, batch_size, seed, verbose)
+        results.update(score_predictions(dataset, data.classes, data.multilabel, test_labels, g=g))
+    else:
+        if name == "flint_bydesign":
+            classifier = _fresh_classifier(config, data)
+            f, g, history, epochs_run, sizes = _train_flint(section, "bydesign", data, run_dir, classifier,
+                                                            batch_size, seed, verbose)
+        elif name == "flint":
+            classifier = keras.models.load_model(classifier_path, compile=False)
+            f, g, history, epochs_run, sizes = _train_flint(section, "posthoc", data, run_dir, classifier,
+                                                            batch_size, seed, verbose)
+        else:
+            classifier = keras.models.load_model(classifier_path, compile=False)
+            f, g, history, epochs_run, sizes = _train_vibi(section, data, run_dir, classifier, batch_size, seed,
+                                                           verbose)
+        results = dict(sizes, epochs=len(history), epochs_this_run=int(epochs_run), seconds=_seconds(history),
+                       final_train_loss=history[-1]["loss"] if history else None)
+        results.update(score_predictions(dataset, data.classes, data.multilabel, test_labels, f=f, g=g))
+    results.update({"baseline": name, "setting": BASELINES[name], "model_file": MODEL_FILES[name],
+                    "n_train": int(len(data.rows["train"])), "n_test": int(len(data.rows["test"]))})
+    return results
