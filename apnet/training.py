@@ -270,7 +270,11 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
 
 
 def build_model(model_name, input_shape, n_classes, config):
-    """APNet with the config's ``n_prototypes``/``n_filters``/``kernel_size``, or a baseline."""
+    """APNet with the config's ``n_prototypes``/``n_filters``/``kernel_size``, or a baseline.
+
+    A baseline gets the keyword arguments of ``config["baseline_options"][model_name]``
+    (e.g. ``{"sb_cnn": {"batch_norm_momentum": 0.9}}``), if the config has any.
+    """
     if model_name == "apnet":
         return APNet(input_shape=input_shape, n_classes=n_classes, n_prototypes=int(config["n_prototypes"]),
                      n_filters=int(config["n_filters"]), kernel_size=int(config.get("kernel_size", 5)))
@@ -278,7 +282,8 @@ def build_model(model_name, input_shape, n_classes, config):
         raise ValueError(f"unknown model {model_name!r}; choose one of {list(MODELS)}")
     from apnet.baselines import build_baseline  # written separately; imported only when asked for
 
-    return build_baseline(model_name, input_shape, n_classes)
+    options = dict((config.get("baseline_options") or {}).get(model_name) or {})
+    return build_baseline(model_name, input_shape, n_classes, **options)
 
 
 def feature_set(model_name, config):

@@ -13,6 +13,7 @@ def att_crnn(
     lstm_units=64,
     dense_units=(64, 32),
     query_position="last",
+    batch_norm_momentum=0.99,
     name="att_crnn",
 ):
     """Att-CRNN: time convolutions, two BiLSTMs, dot-product attention, three dense layers.
@@ -44,6 +45,9 @@ def att_crnn(
         dense_units: units of the two hidden dense layers.
         query_position: ``"last"`` or ``"middle"``, see
             :class:`~apnet.baselines.AttentionPooling`.
+        batch_norm_momentum: momentum of the moving mean and variance of
+            both batch normalisations (Keras' 0.99 by default; 0.9 for runs
+            of only a few hundred optimizer steps).
         name: model name.
 
     Returns:
@@ -84,7 +88,7 @@ def att_crnn(
     x = keras.layers.Reshape((-1, freq, 1), name="expand_channels")(inputs)
     for i, n_filters in enumerate(conv_filters, start=1):
         x = keras.layers.Conv2D(n_filters, conv_kernel_size, padding="same", activation="relu", name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"batchnorm{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=batch_norm_momentum, name=f"batchnorm{i}")(x)
     x = keras.layers.Reshape((-1, freq), name="squeeze_channels")(x)
     for i in (1, 2):
         x = keras.layers.Bidirectional(

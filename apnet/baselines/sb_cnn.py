@@ -14,6 +14,7 @@ def sb_cnn(
     dropout_rate=0.5,
     l2=0.001,
     batch_norm=True,
+    batch_norm_momentum=0.99,
     name="sb_cnn",
 ):
     """SB-CNN: three 5x5 convolutions and two dense layers on a log-mel patch.
@@ -46,6 +47,10 @@ def sb_cnn(
         dropout_rate: rate of both dropout layers, in [0, 1).
         l2: L2 factor on the kernel and bias of both dense layers (0: none).
         batch_norm: whether to add batch normalisation after each block.
+        batch_norm_momentum: momentum of the moving mean and variance of
+            the batch normalisations (Keras' 0.99, as the authors trained;
+            use 0.9 when a run has only a few hundred optimizer steps, or
+            the inference-mode statistics stay near their initial values).
         name: model name.
 
     Returns:
@@ -99,7 +104,7 @@ def sb_cnn(
         if i <= len(pool_sizes):
             x = keras.layers.MaxPooling2D(pool_size=pool_sizes[i - 1], name=f"maxpool{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"batchnorm{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=batch_norm_momentum, name=f"batchnorm{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(dropout_rate, name="dropout1")(x)
     x = keras.layers.Dense(

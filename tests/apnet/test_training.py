@@ -122,3 +122,18 @@ def test_fit_resumes_from_last_epoch(fsdd_fold, fsdd_scaler, tmp_path):
     assert ran == 0 and len(history) == 3
     best = keras.models.load_model(tmp_path / "model.keras")
     assert isinstance(best, APNet)
+
+
+@pytest.mark.parametrize("name", ["sb_cnn", "att_crnn"])
+def test_build_model_passes_baseline_options(name):
+    from apnet.training import build_model
+
+    config = {"baseline_options": {name: {"batch_norm_momentum": 0.9}}}
+    model = build_model(name, (64, 64), 10, config)
+    momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.9}
+    default = build_model(name, (64, 64), 10, {})
+    assert {layer.momentum for layer in default.layers
+            if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}
+    with pytest.raises(TypeError):
+        build_model(name, (64, 64), 10, {"baseline_options": {name: {"no_such_option": 1}}})
