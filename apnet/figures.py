@@ -365,8 +365,10 @@ def prototype_audio(mel, scaler, feature_params, peak=0.9):
     from audiodata.features import mel_to_audio
 
     S = scaler.inverse_transform(np.asarray(mel)) if scaler is not None else np.asarray(mel)
+    from audiodata.features.extract import n_samples
+
     sr = int(feature_params["sr"])
-    length = int(round(float(feature_params["duration"]) * sr)) if feature_params.get("duration") else None
+    length = n_samples(feature_params) if feature_params.get("duration") or feature_params.get("n_samples") else None
     y = mel_to_audio(S, **{**feature_params, "length": length})
     top = float(np.max(np.abs(y))) if y.size else 0.0
     return (y * (peak / top) if top > 0 else y).astype(np.float32), sr

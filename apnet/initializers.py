@@ -7,9 +7,10 @@ def prototype_classes(n_prototypes, n_classes):
     """Class assigned to each prototype: consecutive blocks of ``M / K`` prototypes per class.
 
     Prototype ``j`` belongs to class ``floor(j * K / M)``, so with ``M = 50, K = 10``
-    prototypes 0-4 belong to class 0, 5-9 to class 1, and so on (the reference
-    implementation's blocks). When ``K`` does not divide ``M`` the blocks differ by at most
-    one prototype.
+    prototypes 0-4 belong to class 0, 5-9 to class 1, and so on (the blocks of the authors'
+    ``init_last_layer``). When ``K`` does not divide ``M`` the blocks differ by at most one
+    prototype (the authors' code gives every class ``floor(M / K)`` and leaves the remaining
+    prototypes voting against all classes; their three datasets have ``K`` dividing ``M``).
 
     Parameters
     ----------
@@ -35,8 +36,15 @@ def prototype_class_kernel(n_prototypes, n_classes, noise=0.1, seed=None):
     every prototype already votes for one class (the structure APNet is expected to learn,
     Section 3.5: ``W = I_K`` when ``M = K``) lets the prototypes specialise per class from
     the first steps instead of waiting for the fully-connected layer to find that
-    structure. This follows the reference implementation (DCASE-models,
-    ``APNet.train(init_last_layer=True)``).
+    structure.
+
+    Provenance: the paper does not mention it. The authors' code has it as an option,
+    ``APNet.train(init_last_layer=True)`` in ``apnet/model.py`` of their repository
+    (overwriting a Glorot-uniform kernel before training), and their configs turn it on
+    for UrbanSound8K only (``init_last_layer: 1``); Medley-solos-DB and Speech Commands
+    were trained from Glorot uniform. :func:`apnet.training.build_model` follows the
+    config key ``init_last_layer`` (``experiments/apnet/configs``); :class:`apnet.APNet`
+    itself uses this initialisation unless given another ``dense_kernel_initializer``.
 
     With the classes of :func:`prototype_classes` and ``k_c`` the number of prototypes of
     class ``c``::
@@ -52,7 +60,7 @@ def prototype_class_kernel(n_prototypes, n_classes, noise=0.1, seed=None):
     n_classes : int
         ``K``.
     noise : float
-        Width of the uniform noise added to every weight (0 for none); the reference
+        Width of the uniform noise added to every weight (0 for none); the authors' code
         uses 0.1, i.e. ``U(-0.05, 0.05)``.
     seed : int or None
         Seed of the noise (None: drawn from NumPy's global generator, which
@@ -133,7 +141,9 @@ class PrototypeClassKernel(keras.initializers.Initializer):
     """Keras initializer for the ``(M, K)`` kernel of APNet's last layer.
 
     Returns :func:`prototype_class_kernel` for the requested shape, so the Dense layer of
-    :class:`apnet.APNet` starts with each prototype voting for its class (Section 3.5).
+    :class:`apnet.APNet` starts with each prototype voting for its class (Section 3.5). The
+    authors used this start for UrbanSound8K only (``init_last_layer`` in
+    :func:`apnet.training.build_model` and the configs).
 
     Args:
         noise: float, width of the uniform noise added to every weight.

@@ -256,8 +256,10 @@ def write_prototypes(folder, decoded, feature_params, scaler=None, class_names=N
         raise ValueError(f"prototypes can only be turned into audio from mel features; received type="
                          f"{feature_params.get('type')!r}")
     name_of = (lambda k: str(class_names[k])) if class_names is not None else str
+    from audiodata.features.extract import n_samples
+
     sr = int(feature_params["sr"])
-    length = int(round(float(feature_params["duration"]) * sr)) if feature_params.get("duration") else None
+    length = n_samples(feature_params) if feature_params.get("duration") or feature_params.get("n_samples") else None
     rows = []
     for j, mel in enumerate(decoded["mel"]):
         S = scaler.inverse_transform(mel) if scaler is not None else np.asarray(mel)
@@ -362,9 +364,10 @@ def load_run(model_path):
     """Read the training run folder that holds ``model_path`` (written by ``experiments/apnet/train.py``).
 
     The folder holds ``model.keras``, ``config.yaml`` (seed, features, loss weights, batch
-    size, ...), ``scaler.json`` (the min-max scaler of the training split) and
-    ``results.json`` (``dataset`` and ``fold``). When ``results.json`` lacks them they are
-    read from the path, ``<output>/<model>/<dataset>/fold<N>/seed<S>/``.
+    size, ...), ``scaler.json`` (the scaler fitted on the training split, read back as the
+    class that was saved: min-max for APNet) and ``results.json`` (``dataset`` and
+    ``fold``). When ``results.json`` lacks them they are read from the path,
+    ``<output>/<model>/<dataset>/fold<N>/seed<S>/``.
 
     Returns
     -------
@@ -378,7 +381,8 @@ def load_run(model_path):
     """
     import yaml
     from audiodata.errors import ParameterError
-    from audiodata.features import MinMaxScaler
+
+    from apnet.training import load_scaler
 
     model_path = Path(model_path)
     run_dir = model_path.parent
@@ -398,7 +402,7 @@ def load_run(model_path):
     return {
         "model": keras.models.load_model(model_path),
         "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
-        "scaler": MinMaxScaler.load(run_dir / "scaler.json"),
+        "scaler": load_scaler(run_dir / "scaler.json"),
         "dataset": str(dataset),
         "fold": int(fold),
         "run_dir": run_dir,

@@ -1,8 +1,36 @@
 """Network refinement of APNet (Section 5.2): remove redundant prototypes and latent channels.
 
+Two rule sets, chosen with ``rules`` (and, for Eq. 13, ``pairing``; for the decoder after a
+channel removal, ``decoder``; :data:`RULE_DEFAULTS` pairs them):
+
+* ``"authors"`` -- what the authors' code (``APNet.refine_prototypes`` and
+  ``APNet.refine_channels`` in ``apnet/model.py`` of github.com/pzinemanas/APNet) did, hence
+  what produced Table 4 (the default of ``experiments/apnet/refine.py``):
+
+  - prototypes: threshold ``min_{j != l} D_jl + mean_{j, l} D_jl / 2`` (the mean taken over the
+    whole matrix, diagonal zeros included); each prototype, in class-sorted order, is tested
+    against its nearest neighbour only, which must have the same class (the classifier's
+    prediction on the prototype itself, :func:`prototype_classes`); the prototype tested is
+    removed and its neighbour is marked as kept;
+  - channels: Eq. 13 with ``i = j`` only (``pairing="same"``), pairs ``(k > q)`` taken from
+    the smallest ``C_kq`` up, each adding ``k`` to the removed channels unless ``k`` already
+    is in it, then ``q``, until ``n_channels`` distinct channels are removed; the decoder is
+    then re-created with fresh weights (``decoder="reinitialize"``) and learnt again during
+    the 20 further epochs.
+
+* ``"paper"`` -- Section 5.2 read literally: Eq. 12 over every pair ``j != l`` (mean without
+  the diagonal, no class condition unless ``classes`` is given); Eq. 13 summed over every pair
+  of prototypes ``(i, j)`` (``pairing="all"``); the decoder keeps its weights except the
+  removed channels' input kernels (``decoder="keep"``).
+
+The functions of this module default to the paper's rules (``rules="paper"``,
+``pairing="all"``, ``decoder="keep"``); pass the authors' explicitly, or use the script.
+
+Functions:
+
 * Prototype redundancy (Section 5.2.1): :func:`apnet.inspection.prototype_distance_matrix`
-  (Eq. 11), :func:`redundancy_threshold` and :func:`redundant_prototypes` (Eq. 12), then
-  :func:`remove_prototypes`.
+  (Eq. 11), :func:`prototype_classes`, :func:`redundancy_threshold` and
+  :func:`redundant_prototypes` (Eq. 12), then :func:`remove_prototypes`.
 * Channel redundancy (Section 5.2.2): :func:`channel_distance_matrix` (Eq. 13, on the
   prototypes) or :func:`latent_channel_distance_matrix` (the same sum over encoded training
   inputs), :func:`redundant_channels`, then :func:`remove_channels`.
@@ -10,6 +38,9 @@
   settings (:mod:`apnet.training`).
 * :func:`add_prototype` -- the manual editing of Section 5.2.3 the other way round: an
   encoded training instance becomes a new prototype with its row of ``W``.
+
+The deviations of both rule sets from the paper and from the authors' code are listed in
+``docs/apnet_deviations.md`` (section "Refinement (Table 4)").
 
 The refined models are functional :class:`keras.Model` objects with the layer names of
 :class:`apnet.APNet` (the number of latent channels of a channel-refined model differs from
@@ -23,9 +54,10 @@ Example:
 >>> import numpy as np
 >>> from apnet import APNet
 >>> from apnet.inspection import prototype_distance_matrix
->>> from apnet.refinement import redundant_prototypes, remove_prototypes
+>>> from apnet.refinement import prototype_classes, redundant_prototypes, remove_prototypes
 >>> model = APNet(input_shape=(64, 64), n_classes=10, n_prototypes=20, n_filters=8)
->>> removed = redundant_prototypes(prototype_distance_matrix(model))  # Eq. 11-12
+>>> distances = prototype_distance_matrix(model)                                     # Eq. 11
+>>> removed = redundant_prototypes(distances, classes=prototype_classes(model), rules="authors")
 >>> refined = remove_prototypes(model, removed)
 >>> refined.get_layer("prototypes").n_prototypes == 20 - len(removed)
 True
@@ -35,8 +67,28 @@ import numpy as np
 
 from apnet.inspection import _batches, _check_model, encoder_model, prototype_weights
 
+#: The two rule sets: the authors' code (which produced Table 4) and Section 5.2 read literally.
+RULES = ("authors", "paper")
+
 #: The two readings of the sum over prototype pairs in Eq. 13 (see :func:`channel_distance_matrix`).
 PAIRINGS = ("all", "same")
+
+#: What :func:`remove_channels` does with the decoder: keep its weights, or re-create it.
+DECODER_MODES = ("keep", "reinitialize")
+
+#: The Eq. 13 pairing and the decoder handling that go with each rule set.
+RULE_DEFAULTS = {
+    "authors": {"pairing": "same", "decoder": "reinitialize"},
+    "paper": {"pairing": "all", "decoder": "keep"},
+}
+
+#: The layers of the decoder ``g`` that have weights (re-created by ``decoder="reinitialize"``).
+DECODER_LAYERS = ("decoder_conv1", "decoder_conv2", "decoder_conv3")
+
+
+def _check_choice(value, choices, name):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}; received {name}={value!r}")
 
 
 # ----------------------------------------------------------------------------- model surgery
@@ -56,11 +108,12 @@ def _indices(values, size, what, owner):
     return np.sort(values)
 
 
-def _rebuild(model, layer_configs, weight_edits):
+def _rebuild(model, layer_configs, weight_edits, fresh=()):
     """Clone ``model`` with some layer configs changed and copy every weight, some edited.
 
     ``layer_configs`` maps a layer name to a dict of config entries to override;
-    ``weight_edits`` maps a layer name to a function from its old weight list to the new one.
+    ``weight_edits`` maps a layer name to a function from its old weight list to the new one;
+    the layers named in ``fresh`` keep the weights the clone was built with (not copied).
     """
     def clone(layer):
         config = layer.get_config()
@@ -70,7 +123,7 @@ def _rebuild(model, layer_configs, weight_edits):
     new = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:
         weights = layer.get_weights()
-        if not weights:
+        if not weights or layer.name in fresh:
             continue
         weights = weight_edits.get(layer.name, lambda w: w)(weights)
         target = new.get_layer(layer.name)
@@ -122,23 +175,53 @@ def remove_prototypes(model, indices):
     )
 
 
-def remove_channels(model, channels):
+def _reinitialize(layer, seed=None):
+    """Draw new values for ``layer.kernel`` and ``layer.bias`` from the layer's own initializers.
+
+    With an integer ``seed`` the seeded initializers (e.g. Glorot uniform) draw the same
+    values on every call; seedless ones (zeros) are used as they are.
+    """
+    for attr in ("kernel", "bias"):
+        variable = getattr(layer, attr, None)
+        if variable is None:
+            continue
+        initializer = getattr(layer, f"{attr}_initializer")
+        config = initializer.get_config()
+        if seed is not None and "seed" in config:
+            config["seed"] = int(seed)
+            initializer = initializer.__class__.from_config(config)
+        variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
+
+
+def remove_channels(model, channels, decoder="keep", seed=None):
     """A copy of ``model`` without the latent channels ``channels`` (Section 5.2.2).
 
-    Every weight is copied, without those tied to the removed channels: the filters (and
-    biases) of the last encoder convolution ``encoder_conv3``, the channel slices
-    ``P[..., c]`` of the prototypes and the input kernels of the first decoder layer
-    ``decoder_conv1``. The new encoder's latent is exactly the old latent without those
-    channels, and so are the prototypes, hence the new classifier computes the distances
-    on the kept channels only. The decoder loses the removed channels' contribution, which
-    is why the paper retrains (:func:`retrain`). The reference implementation re-created
-    the decoder with new weights; we keep its other weights.
+    Every encoder and classifier weight is copied, without those tied to the removed
+    channels: the filters (and biases) of the last encoder convolution ``encoder_conv3`` and
+    the channel slices ``P[..., c]`` of the prototypes. The new encoder's latent is exactly
+    the old latent without those channels, and so are the prototypes, hence the new
+    classifier computes the distances on the kept channels only (``H`` and ``W`` are
+    unchanged). The decoder (:data:`DECODER_LAYERS`) depends on ``decoder``:
+
+    * ``"keep"`` (the paper read literally): its weights are copied without the input
+      kernels of the removed channels in ``decoder_conv1``; it loses their contribution,
+      which the further training (:func:`retrain`) compensates.
+    * ``"reinitialize"`` (the authors' code, ``APNet.refine_channels`` re-builds the whole
+      model and copies back only ``conv1``-``conv3``, the prototypes, ``mean`` and ``logits``):
+      the three decoder layers get new weights from their initializers (Glorot-uniform
+      kernels, zero biases, the Keras defaults both implementations use), drawn with ``seed``;
+      the decoder is then learnt again during the further training. The classifier's outputs
+      are the same as with ``"keep"``; only the reconstruction changes.
 
     Parameters
     ----------
     model : APNet-like keras.Model
     channels : sequence of int
         Latent channels to remove (0-based, unique, not all of them).
+    decoder : {"keep", "reinitialize"}
+    seed : int, optional
+        Seed of the new decoder weights (``decoder="reinitialize"``); layer ``i`` of
+        :data:`DECODER_LAYERS` uses ``seed + i``. ``None``: Keras' global random state.
 
     Returns
     -------
@@ -150,6 +233,9 @@ def remove_channels(model, channels):
     - Zinemanas et al., Electronics 2021, Section 5.2.2, Table 4.
     """
     _check_model(model)
+    _check_choice(decoder, DECODER_MODES, "decoder")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}")
     n_channels = model.get_layer("encoder_conv3").filters
     removed = _indices(channels, n_channels, "channel", f"model {model.name!r} (latent channels)")
     drop_last = lambda weights: [np.delete(w, removed, axis=-1) for w in weights]  # noqa: E731
@@ -158,11 +244,16 @@ def remove_channels(model, channels):
         kernel, *rest = weights
         return [np.delete(kernel, removed, axis=3), *rest]
 
-    return _rebuild(
+    fresh = DECODER_LAYERS if decoder == "reinitialize" else ()
+    new = _rebuild(
         model,
         {"encoder_conv3": {"filters": n_channels - len(removed)}},
         {"encoder_conv3": drop_last, "prototypes": drop_last, "decoder_conv1": decoder_kernel},
+        fresh=fresh,
     )
+    for i, name in enumerate(fresh):
+        _reinitialize(new.get_layer(name), None if seed is None else int(seed) + i)
+    return new
 
 
 def add_prototype(model, latent, class_index, dense_row=None, weighted_sum_row=None):
@@ -268,14 +359,58 @@ def _off_diagonal(matrix, name):
     return matrix, ~np.eye(len(matrix), dtype=bool)
 
 
-def redundancy_threshold(distances):
-    """Threshold of Eq. 12: ``min{D_jl} + mean{D_jl} / 2`` over the pairs ``j != l``.
+def prototype_classes(model):
+    """Class of each prototype as the authors' code defines it: the model's prediction on ``P_j``.
 
-    The reference implementation takes the mean over the whole matrix, diagonal zeros
-    included (``(M - 1) / M`` times ours); we follow the paper.
+    The classifier (Eqs. 6-8: prototype layer, similarity, weighted sum, last layer) is
+    applied to the prototype itself as if it were an encoded input ``Z = P_j``, and the
+    class is the argmax of its logits (``Prototypes.__init__`` in the authors'
+    ``apnet/prototypes.py``: ``model_embeddings_to_out().predict(embeddings)``). This is
+    the class that ``rules="authors"`` of :func:`redundant_prototypes` compares and by
+    which the authors sort the prototypes (Figure 9). It can differ from
+    ``apnet.inspection.decode_prototypes(...)["classes"]`` (the prediction on the decoded
+    mel-spectrogram) and from ``w_classes`` (the argmax of the row of ``W``).
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+
+    Returns
+    -------
+    np.ndarray [shape=(M,), int]
     """
+    _check_model(model)
+    prototypes = prototype_weights(model)
+    latent = keras.Input(shape=prototypes.shape[1:], name="prototype_input")
+    y = model.get_layer("similarity")(model.get_layer("prototypes")(latent))
+    logits = model.get_layer("dense")(model.get_layer("weighted_sum")(y))
+    head = keras.Model(latent, logits, name="prototype_head")
+    return keras.ops.convert_to_numpy(head.predict_on_batch(prototypes)).argmax(axis=1)
+
+
+def redundancy_threshold(distances, rules="paper"):
+    """Threshold of Eq. 12: ``min{D_jl} + mean{D_jl} / 2``.
+
+    Parameters
+    ----------
+    distances : np.ndarray [shape=(M, M)]
+        Eq. 11 (zero diagonal).
+    rules : {"paper", "authors"}
+        ``"paper"``: min and mean over the pairs ``j != l``, as Eq. 12 writes.
+        ``"authors"``: min over ``j != l`` but mean over the whole matrix, diagonal zeros
+        included (``(M - 1) / M`` times the paper's mean), as ``APNet.refine_prototypes``
+        computes it (``np.mean`` of the column means of the matrix).
+
+    Returns
+    -------
+    float, in the units of ``distances``. The rule is unchanged when every distance is
+    scaled by the same factor (the authors' distances are means over the ``T' F' C``
+    elements, ours the sums of Eq. 11).
+    """
+    _check_choice(rules, RULES, "rules")
     distances, off = _off_diagonal(distances, "distances")
-    return float(distances[off].min() + distances[off].mean() / 2.0)
+    mean = distances[off].mean() if rules == "paper" else distances.mean()
+    return float(distances[off].min() + mean / 2.0)
 
 
 def _greedy_pairs(matrix, pairs, n_max=None):
@@ -290,43 +425,79 @@ def _greedy_pairs(matrix, pairs, n_max=None):
     return np.sort(np.asarray(removed, dtype=int))
 
 
-def redundant_prototypes(distances, threshold=None, classes=None):
+def _nearest_neighbour_rule(distances, threshold, classes):
+    """The authors' Eq. 12: each prototype (class-sorted order) against its nearest neighbour."""
+    order = np.argsort(classes, kind="stable")
+    d = distances[np.ix_(order, order)]
+    np.fill_diagonal(d, np.inf)
+    c = classes[order]
+    removed, kept = [], set()
+    for j in range(len(d)):
+        nearest = int(np.argmin(d[j]))  # the first on ties, in class-sorted order
+        if d[j, nearest] < threshold and j not in kept and c[nearest] == c[j]:
+            removed.append(j)
+            kept.add(nearest)
+    return np.sort(order[np.asarray(removed, dtype=int)])
+
+
+def redundant_prototypes(distances, threshold=None, classes=None, rules="paper"):
     """Prototypes to remove by the rule of Eq. 12.
 
-    Every pair ``(j, l)``, ``j < l``, with ``D_jl < threshold`` (default
-    :func:`redundancy_threshold`) loses one prototype. Pairs are taken from the closest
-    up; the later prototype ``l`` of a pair is removed, and a pair one of whose prototypes
-    is already removed is skipped (its redundancy is gone), so a prototype close to several
-    others removes them all while it stays.
+    ``rules="paper"`` (Eq. 12 as written): every pair ``(j, l)``, ``j < l``, with
+    ``D_jl < threshold`` loses one prototype. Pairs are taken from the closest up; the later
+    prototype ``l`` of a pair is removed, and a pair one of whose prototypes is already
+    removed is skipped (its redundancy is gone), so a prototype close to several others
+    removes them all while it stays. With ``classes``, only pairs of the same class count.
+
+    ``rules="authors"`` (``APNet.refine_prototypes`` of the authors' code, which produced
+    Table 4): the prototypes are sorted by class (stable) and visited in that order; the
+    prototype ``j`` visited is removed when its nearest neighbour ``n = argmin_{l != j} D_jl``
+
+    * is closer than the threshold, ``D_jn < threshold``,
+    * has the same class, ``classes[n] == classes[j]``, and
+    * ``j`` is not the neighbour of a prototype removed before it;
+
+    ``n`` is then marked as kept. Only the nearest neighbour is tested: a prototype whose
+    nearest neighbour has another class is kept however close its same-class neighbours
+    are. Within a redundant pair the first visited (the lower index within its class) goes;
+    a prototype whose nearest neighbour was itself removed before is still removed (the
+    authors' code does not check), so chains ``A -> B``, ``C -> A`` lose both ``A`` and ``C``.
 
     Parameters
     ----------
     distances : np.ndarray [shape=(M, M)]
         Eq. 11 (:func:`apnet.inspection.prototype_distance_matrix`).
     threshold : float, optional
-        In the units of ``distances``; default Eq. 12.
+        In the units of ``distances``; default :func:`redundancy_threshold` with ``rules``.
     classes : np.ndarray [shape=(M,)], optional
-        Class of each prototype (e.g. ``decode_prototypes(...)["classes"]``). When given,
-        only pairs of the same class count, as in the reference implementation (not in
-        Eq. 12).
+        Class of each prototype; required by ``rules="authors"``, which uses
+        :func:`prototype_classes` (the classifier's prediction on the prototype). Optional
+        with ``rules="paper"``, where it restricts the pairs to those of one class.
+    rules : {"paper", "authors"}
 
     Returns
     -------
-    np.ndarray [shape=(n_removed,), int], sorted.
+    np.ndarray [shape=(n_removed,), int], sorted (indices into the original order).
 
     References
     ----------
     - Zinemanas et al., Electronics 2021, Section 5.2.1, Eqs. (11)-(12), Figure 9.
     """
+    _check_choice(rules, RULES, "rules")
     distances, _ = _off_diagonal(distances, "distances")
     if threshold is None:
-        threshold = redundancy_threshold(distances)
-    j, l = np.triu_indices(len(distances), k=1)
-    keep = distances[j, l] < threshold
+        threshold = redundancy_threshold(distances, rules)
     if classes is not None:
         classes = np.asarray(classes)
         if classes.shape != (len(distances),):
             raise ValueError(f"`classes` must have shape ({len(distances)},); received {classes.shape}")
+    if rules == "authors":
+        if classes is None:
+            raise ValueError("rules='authors' needs the `classes` of the prototypes (see prototype_classes)")
+        return _nearest_neighbour_rule(distances, float(threshold), classes)
+    j, l = np.triu_indices(len(distances), k=1)
+    keep = distances[j, l] < threshold
+    if classes is not None:
         keep &= classes[j] == classes[l]
     return _greedy_pairs(distances, np.stack([j[keep], l[keep]], axis=1))
 
@@ -370,8 +541,7 @@ class _ChannelSums:
 
 
 def _check_pairing(pairing):
-    if pairing not in PAIRINGS:
-        raise ValueError(f"`pairing` must be one of {PAIRINGS}; received pairing={pairing!r}")
+    _check_choice(pairing, PAIRINGS, "pairing")
 
 
 def channel_distance_matrix(latents, pairing="all"):
@@ -388,8 +558,9 @@ def channel_distance_matrix(latents, pairing="all"):
     pairing : {"all", "same"}
         ``"all"``: every pair ``(i, j)``, Eq. 13 as printed (its diagonal is not zero).
         ``"same"``: only ``i = j``, ``C_kq = sum_{i,t,f} (A_i[k] - A_i[q])^2``, what the
-        reference implementation computes (``APNet.refine_channels`` in DCASE-models):
-        how far channel ``k`` is from channel ``q`` on the same tensor.
+        authors' code computes (``APNet.refine_channels`` in ``apnet/model.py``, summed over
+        the prototypes) and what ``rules="authors"`` uses: how far channel ``k`` is from
+        channel ``q`` on the same tensor (zero diagonal).
 
     Returns
     -------
@@ -432,20 +603,47 @@ def latent_channel_distance_matrix(model, x, batch_size=256, scaler=None, pairin
     return sums.matrix(pairing)
 
 
-def redundant_channels(matrix, n_channels=8):
-    """Channels to remove: one from each of the ``n_channels`` smallest off-diagonal pairs of Eq. 13.
+def _authors_channel_rule(matrix, n_channels):
+    """The authors' channel selection: pairs k > q by increasing C_kq, add k, or q when k is in."""
+    k, q = np.tril_indices(len(matrix), k=-1)
+    order = np.lexsort((q, k, matrix[k, q]))
+    removed = []
+    for row, col in zip(k[order], q[order]):
+        removed.append(int(col) if row in removed else int(row))  # col may already be in: no new channel
+        if len(set(removed)) == n_channels:
+            return np.unique(removed)
+    raise RuntimeError(f"could not select {n_channels} channels")  # unreachable: every k >= 1 has the pair (k, 0)
 
-    The pairs ``(k, q)``, ``k < q``, are walked by increasing ``C_kq``; the later channel
-    ``q`` of a pair is removed (the reference implementation also removes the higher
-    index), and a pair one of whose channels is already removed is skipped, so exactly
-    ``n_channels`` distinct channels are removed (48 -> 40 for Medley-solos-DB).
+
+def redundant_channels(matrix, n_channels=8, rules="paper"):
+    """Channels to remove: one from each of the smallest off-diagonal pairs of Eq. 13.
+
+    ``rules="paper"`` ("we find the eight minimum values of C outside the diagonal and we
+    delete one channel from each pair"): the pairs ``(k, q)``, ``k < q``, are walked by
+    increasing ``C_kq``; the later channel ``q`` of a pair is removed, and a pair one of whose
+    channels is already removed is skipped, so each removed channel comes from a pair of two
+    kept channels.
+
+    ``rules="authors"`` (``APNet.refine_channels`` of the authors' code): the pairs
+    ``(k, q)``, ``k > q`` (the lower triangle), are walked by increasing ``C_kq``; each pair
+    adds ``k`` to the removed channels, or ``q`` when ``k`` is already in, even when ``q``
+    is in too (then the pair removes nothing new and the next pair is taken); the walk stops
+    when ``n_channels`` distinct channels are removed. The authors' code takes the ``8``,
+    then ``9``, ... smallest pairs with ``np.argpartition`` (whose order within the selection
+    is unspecified) until the rule yields exactly 8 channels; we walk them in increasing
+    order (ties by index), so the prefixes are nested and the first prefix that yields
+    ``n_channels`` channels is used.
+
+    Both remove exactly ``n_channels`` distinct channels (48 -> 40 for Medley-solos-DB).
 
     Parameters
     ----------
     matrix : np.ndarray [shape=(C, C)]
-        :func:`channel_distance_matrix` or :func:`latent_channel_distance_matrix`.
+        :func:`channel_distance_matrix` or :func:`latent_channel_distance_matrix`
+        (symmetric; only the pairs ``k != q`` are read).
     n_channels : int
         Number of channels to remove, ``1 <= n_channels < C`` (8 in the paper).
+    rules : {"paper", "authors"}
 
     Returns
     -------
@@ -455,11 +653,14 @@ def redundant_channels(matrix, n_channels=8):
     ----------
     - Zinemanas et al., Electronics 2021, Section 5.2.2.
     """
+    _check_choice(rules, RULES, "rules")
     matrix, _ = _off_diagonal(matrix, "matrix")
     if isinstance(n_channels, bool) or not isinstance(n_channels, (int, np.integer)) or not (
             1 <= n_channels < len(matrix)):
         raise ValueError(f"`n_channels` must be an integer in [1, {len(matrix)}) for {len(matrix)} channels; "
                          f"received n_channels={n_channels!r}")
+    if rules == "authors":
+        return _authors_channel_rule(matrix, int(n_channels))
     k, q = np.triu_indices(len(matrix), k=1)
     return _greedy_pairs(matrix, np.stack([k, q], axis=1), n_max=int(n_channels))
 

@@ -5,10 +5,14 @@
   memory-mapped cache, so datasets larger than memory stream;
 * :func:`load_fold` -- a dataset split into train/validation/test rows of its cached features;
 * :func:`fit_resumable` -- ``fit`` that keeps the weights with the best validation accuracy,
-  logs ``history.csv`` and resumes an interrupted run from its last epoch;
+  logs ``history.csv``, stops early after ``early_stopping`` epochs without improvement and
+  resumes an interrupted run from its last epoch (early-stopping counter included);
+* :func:`training_settings` -- batch size, normaliser, last-layer initialisation and
+  early stopping of one model, read from a dataset config (the authors' per-model values);
 * :func:`train_fold` -- all of the above for one fold, as the experiment scripts run it.
 """
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from apnet.initializers import PrototypeClassKernel
 from apnet.losses import PrototypeLoss
 from apnet.model import APNet
 
@@ -28,6 +33,8 @@ CLASSIFIER_MONITOR = "val_accuracy"
 #: Feature set of each baseline when the config names none (Table 1).
 BASELINE_FEATURES = {"sb_cnn": "mel_sb_cnn", "att_crnn": "mel_att_crnn", "openl3_mlp": "mel_openl3"}
 MODELS = ("apnet",) + tuple(BASELINE_FEATURES)
+#: Input normalisers (the authors' ``normalizer``): a global min-max to [-1, 1] or a per-band standardisation.
+NORMALIZERS = ("minmax", "standard")
 
 
 def compile_apnet(model, alpha, beta, gamma, learning_rate=1e-3):
@@ -71,7 +78,7 @@ def compile_apnet(model, alpha, beta, gamma, learning_rate=1e-3):
 
 
 class FeatureBatches(keras.utils.PyDataset):
-    """Batches of cached features read by row numbers, min-max scaled on the fly.
+    """Batches of cached features read by row numbers, scaled on the fly by the run's scaler.
 
     Only one batch is in memory at a time: each ``__getitem__`` reads its rows from the
     memory-mapped :class:`audiodata.features.FeatureArray` (sorted, for sequential reads).
@@ -84,7 +91,7 @@ class FeatureBatches(keras.utils.PyDataset):
         rows: int array, the rows of this split.
         labels: ``(len(rows), K)`` one-hot targets, aligned with ``rows``.
         batch_size: int.
-        scaler: fitted scaler with ``transform`` (e.g. ``MinMaxScaler``), or None.
+        scaler: fitted scaler with ``transform`` (``MinMaxScaler`` or ``StandardScaler``), or None.
         targets: ``"apnet"`` for APNet's three targets (class, input, dummy) or
             ``"classifier"`` for the one-hot targets only.
         shuffle: bool, reshuffle every epoch.
@@ -217,8 +224,109 @@ def completed_epochs(backup_dir):
     return int(json.loads(path.read_text())["epoch"])
 
 
-def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, verbose=2):
-    """``model.fit`` that selects the best weights and resumes after an interruption.
+@dataclass
+class EarlyStoppingState:
+    """Early-stopping counter replayed from ``history.csv`` (see :func:`early_stopping_state`).
+
+    Attributes:
+        best: highest value of the monitored metric so far (None before any finite value).
+        wait: epochs since the last improvement (the last row included).
+        stopped_epoch: 0-based epoch (``history["epoch"]``) at which ``wait`` reached the
+            patience, or None if it never did.
+    """
+
+    best: object
+    wait: int
+    stopped_epoch: object
+
+
+def _check_patience(patience):
+    if patience is None:
+        return None
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+        raise ValueError(f"`early_stopping` must be a positive number of epochs or None (off); "
+                         f"received early_stopping={patience!r}")
+    return int(patience)
+
+
+def early_stopping_state(history, monitor, patience):
+    """Replay early stopping over the rows of ``history`` (a ``history.csv`` frame).
+
+    An epoch improves when its ``monitor`` value is finite and strictly above the best so far
+    (the authors' ``considered_improvement: 0.0``); any other epoch adds one to ``wait``.
+    Patience runs out at the first epoch where ``wait`` reaches ``patience``: training stops
+    after that epoch. Because the state is derived from the logged epochs only, it is the
+    same after an interruption and resume as in an uninterrupted run.
+
+    Parameters
+    ----------
+    history : pd.DataFrame
+        With an ``epoch`` column (0-based) and, usually, ``monitor``.
+    monitor : str
+        Column maximised (e.g. :data:`APNET_MONITOR`).
+    patience : int or None
+        Epochs without improvement before stopping; None: never stop.
+
+    Returns
+    -------
+    EarlyStoppingState
+    """
+    patience = _check_patience(patience)
+    best, wait = None, 0
+    if len(history) == 0:
+        return EarlyStoppingState(None, 0, None)
+    history = history.sort_values("epoch")
+    values = history[monitor] if monitor in history else pd.Series(np.nan, index=history.index)
+    for epoch, value in zip(history["epoch"], values):
+        value = float(value)
+        if math.isfinite(value) and (best is None or value > best):
+            best, wait = value, 0
+        else:
+            wait += 1
+        if patience is not None and wait >= patience:
+            return EarlyStoppingState(best, wait, int(epoch))
+    return EarlyStoppingState(best, wait, None)
+
+
+class ResumableEarlyStopping(keras.callbacks.Callback):
+    """Stop ``fit`` after ``patience`` epochs without a strict improvement of ``monitor`` (maximised).
+
+    Unlike :class:`keras.callbacks.EarlyStopping`, its counter starts from a given state
+    (:func:`early_stopping_state` of the epochs already logged), so a resumed run stops at
+    the same epoch as an uninterrupted one. It does not restore weights: the best epoch is
+    kept by :class:`keras.callbacks.ModelCheckpoint` in :func:`fit_resumable`.
+
+    Args:
+        monitor: str, a key of the epoch logs.
+        patience: int, epochs without improvement after which training stops.
+        best: float or None, best value of the epochs already run.
+        wait: int, epochs since that best value.
+    """
+
+    def __init__(self, monitor, patience, best=None, wait=0):
+        super().__init__()
+        self.monitor = monitor
+        self.patience = _check_patience(patience)
+        if self.patience is None:
+            raise ValueError("ResumableEarlyStopping needs a patience; leave the callback out to train every epoch")
+        self.best = best
+        self.wait = int(wait)
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        value = math.nan if value is None else float(value)
+        if math.isfinite(value) and (self.best is None or value > self.best):
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, verbose=2, early_stopping=None):
+    """``model.fit`` that selects the best weights, stops early and resumes after an interruption.
 
     Writes into ``run_dir``:
 
@@ -233,6 +341,17 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
     backup does not hold are dropped first, and the best checkpoint is only replaced by a
     better one than the best in the history.
 
+    With ``early_stopping = p`` training stops after ``p`` consecutive epochs whose
+    ``monitor`` is not strictly above the best so far (the authors' ``early_stopping: 100``,
+    ``considered_improvement: 0.0``). The counter is replayed from ``history.csv``
+    (:func:`early_stopping_state`), so an interrupted run resumes with it, and a run that
+    already stopped early runs no further epoch, even when asked for more ``epochs``.
+
+    Parameters
+    ----------
+    early_stopping : int or None
+        Patience in epochs; None trains all ``epochs``.
+
     Returns
     -------
     history : pd.DataFrame
@@ -240,44 +359,127 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
     epochs_run : int
         Epochs run by this call.
     """
+    patience = _check_patience(early_stopping)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     backup_dir = run_dir / "backup"
     history_path = run_dir / "history.csv"
     initial_epoch = completed_epochs(backup_dir)
-    best = None
+    history = pd.DataFrame({"epoch": []})
     if history_path.exists():
         history = pd.read_csv(history_path)
         history = history[history["epoch"] < initial_epoch]
         if len(history):
             history.to_csv(history_path, index=False)
-            if monitor in history and history[monitor].notna().any():
-                best = float(history[monitor].max())
         else:
             history_path.unlink()
+    state = early_stopping_state(history, monitor, patience)
+    if state.stopped_epoch is not None:  # stopped early before: nothing more to run
+        return history.reset_index(drop=True), 0
     if hasattr(train_data, "set_epoch"):
         train_data.set_epoch(initial_epoch)
     callbacks = [
         EpochTimer(),
         keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True,
-                                        initial_value_threshold=best),
+                                        initial_value_threshold=state.best),
+    ]
+    if patience is not None:
+        callbacks.append(ResumableEarlyStopping(monitor, patience, best=state.best, wait=state.wait))
+    callbacks += [
         keras.callbacks.CSVLogger(str(history_path), append=True),
         keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
     ]
     model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    history = pd.read_csv(history_path) if history_path.exists() else pd.DataFrame({"epoch": []})
-    return history, max(0, epochs - initial_epoch)
+    final = pd.read_csv(history_path) if history_path.exists() else pd.DataFrame({"epoch": []})
+    return final, max(0, len(final) - len(history))
+
+
+def training_settings(model_name, config):
+    """Batch size, normaliser, last-layer initialisation and early stopping of ``model_name``.
+
+    The authors' configs (``experiments/<Dataset>/<Model>/config.json`` of their repository)
+    differ per model; a dataset config of ``experiments/apnet/configs`` holds them as:
+
+    * ``batch_size`` -- APNet's ``B`` (Table 2); ``baseline_batch_size[model]`` for a baseline
+      (the authors': 128 for SB-CNN and Att-CRNN, 32 for the OpenL3 MLP), ``batch_size`` if
+      the config names none;
+    * ``normalizer[model]`` -- ``"minmax"`` (global min-max to [-1, 1] over the training
+      split) or ``"standard"`` (per mel band: zero mean, unit variance); ``"minmax"`` if the
+      config names none. APNet must be ``"minmax"``: its decoder ends in a tanh;
+    * ``init_last_layer`` -- APNet only: start the last layer from
+      :class:`apnet.initializers.PrototypeClassKernel` (True, the authors' UrbanSound8K run)
+      or from Glorot uniform (False, their other datasets); True if absent;
+    * ``early_stopping`` -- patience in epochs (the authors' 100) or None (off, the default).
+
+    Returns
+    -------
+    dict with ``batch_size`` (int), ``normalizer`` (str), ``init_last_layer`` (bool, None for
+    a baseline) and ``early_stopping`` (int or None).
+
+    Raises
+    ------
+    ValueError
+        An unknown model or normaliser, a normaliser other than ``"minmax"`` for APNet, a
+        batch size or patience that is not a positive integer.
+    """
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose one of {list(MODELS)}")
+    batch_size = config.get("batch_size")
+    if model_name != "apnet":
+        batch_size = (config.get("baseline_batch_size") or {}).get(model_name, batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{model_name}: the batch size must be a positive integer; received {batch_size!r}")
+    normalizer = (config.get("normalizer") or {}).get(model_name, "minmax")
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f"{model_name}: `normalizer` must be one of {list(NORMALIZERS)}; received {normalizer!r}")
+    if model_name == "apnet" and normalizer != "minmax":
+        raise ValueError("apnet: `normalizer` must be 'minmax' (its decoder reconstructs the input with a tanh, "
+                         f"in [-1, 1]); received {normalizer!r}")
+    init_last_layer = None
+    if model_name == "apnet":
+        init_last_layer = config.get("init_last_layer", True)
+        if not isinstance(init_last_layer, bool):
+            raise ValueError(f"`init_last_layer` must be true or false; received {init_last_layer!r}")
+    return {"batch_size": int(batch_size), "normalizer": normalizer, "init_last_layer": init_last_layer,
+            "early_stopping": _check_patience(config.get("early_stopping"))}
+
+
+def make_scaler(normalizer):
+    """An unfitted scaler for a :data:`NORMALIZERS` name: ``MinMaxScaler((-1, 1))`` or ``StandardScaler()``."""
+    from audiodata.features import MinMaxScaler, StandardScaler
+
+    if normalizer == "minmax":
+        return MinMaxScaler(feature_range=(-1.0, 1.0))
+    if normalizer == "standard":
+        return StandardScaler()
+    raise ValueError(f"`normalizer` must be one of {list(NORMALIZERS)}; received {normalizer!r}")
+
+
+def load_scaler(path):
+    """Read a run's ``scaler.json`` back as the class that was saved (``MinMaxScaler`` or ``StandardScaler``)."""
+    from audiodata.features.normalization import _Scaler
+
+    return _Scaler.load(path)
 
 
 def build_model(model_name, input_shape, n_classes, config):
     """APNet with the config's ``n_prototypes``/``n_filters``/``kernel_size``, or a baseline.
 
+    APNet's last layer starts from :class:`apnet.initializers.PrototypeClassKernel` when
+    ``config["init_last_layer"]`` is true (or absent) and from Glorot uniform when it is
+    false (:func:`training_settings`).
+
     A baseline gets the keyword arguments of ``config["baseline_options"][model_name]``
     (e.g. ``{"sb_cnn": {"batch_norm_momentum": 0.9}}``), if the config has any.
     """
     if model_name == "apnet":
+        init_last_layer = config.get("init_last_layer", True)
+        if not isinstance(init_last_layer, bool):
+            raise ValueError(f"`init_last_layer` must be true or false; received {init_last_layer!r}")
+        dense = PrototypeClassKernel(noise=0.1) if init_last_layer else "glorot_uniform"
         return APNet(input_shape=input_shape, n_classes=n_classes, n_prototypes=int(config["n_prototypes"]),
-                     n_filters=int(config["n_filters"]), kernel_size=int(config.get("kernel_size", 5)))
+                     n_filters=int(config["n_filters"]), kernel_size=int(config.get("kernel_size", 5)),
+                     dense_kernel_initializer=dense)
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {list(MODELS)}")
     from apnet.baselines import build_baseline  # written separately; imported only when asked for
@@ -301,21 +503,26 @@ def predict_classes(model, data):
 
 
 def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None, cache_dir=None, verbose=2):
-    """Train and test one model on one fold, as Section 4.4 prescribes; resumable.
+    """Train and test one model on one fold, as Section 4.4 and the authors' configs prescribe; resumable.
 
-    Steps: seed everything with ``config['seed']``; load the fold (:func:`load_fold`); fit a
-    :class:`audiodata.features.MinMaxScaler` to ``[-1, 1]`` on the training rows only and
-    save it as ``run_dir/scaler.json``; build the model; compile it (:func:`compile_apnet`
-    for APNet, cross-entropy for the baselines) with Adam(``learning_rate``); fit for
-    ``epochs`` with :func:`fit_resumable`; reload the best ``model.keras`` and compute the
-    test accuracy.
+    Steps: read the model's settings (:func:`training_settings`: batch size, normaliser,
+    last-layer initialisation, early stopping); seed everything with ``config['seed']``;
+    load the fold (:func:`load_fold`); fit the model's scaler
+    (:class:`audiodata.features.MinMaxScaler` to ``[-1, 1]`` or the per-band
+    :class:`audiodata.features.StandardScaler`) on the training rows only and save it as
+    ``run_dir/scaler.json`` (read it back with :func:`load_scaler`); build the model
+    (:func:`build_model`); compile it (:func:`compile_apnet` for APNet, cross-entropy for
+    the baselines) with Adam(``learning_rate``); fit for ``epochs`` with
+    :func:`fit_resumable`, stopping early if ``early_stopping`` says so; reload the best
+    ``model.keras`` and compute the test accuracy.
 
     Parameters
     ----------
     config : dict
         ``seed``, ``features``, ``n_prototypes``, ``n_filters``, ``kernel_size``, ``alpha``,
-        ``beta``, ``gamma``, ``batch_size``, ``learning_rate``, ``epochs`` (see
-        ``experiments/apnet/configs``).
+        ``beta``, ``gamma``, ``batch_size``, ``learning_rate``, ``epochs`` and, optionally,
+        ``baseline_batch_size``, ``normalizer``, ``init_last_layer``, ``early_stopping``,
+        ``baseline_features``, ``baseline_options`` (see ``experiments/apnet/configs``).
     dataset : str
     fold : int
     run_dir : str or Path
@@ -328,10 +535,12 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
     results : dict
         ``test_accuracy``, ``best_val_accuracy``, ``best_epoch``, ``n_params``, ``epochs``
         (completed), ``epochs_this_run``, ``seconds`` (sum over epochs),
-        ``seconds_per_epoch``, split sizes, the feature set and shape.
+        ``seconds_per_epoch``, split sizes, the feature set and shape, the settings of
+        :func:`training_settings` (``batch_size``, ``normalizer``, ``init_last_layer``,
+        ``early_stopping``), ``stopped_early`` (bool) and ``stopped_epoch`` (1-based epoch
+        after which the patience ran out, or None).
     """
     from audiodata.errors import ParameterError
-    from audiodata.features import MinMaxScaler
 
     if model_name == "openl3_mlp":
         raise ParameterError(
@@ -339,17 +548,21 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
             "openl3_audio_mel256_music.h5), which this package cannot download: build the network with "
             "apnet.baselines.openl3_audio_embedding, load them with apnet.baselines.load_openl3_weights, and train "
             "apnet.baselines.openl3_mlp on the embeddings (see docs/apnet_baselines.md)")
+    try:
+        settings = training_settings(model_name, config)
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
     features = feature_set(model_name, config)
     data = load_fold(dataset, fold, features, data_dir=data_dir, cache_dir=cache_dir)
-    scaler = MinMaxScaler(feature_range=(-1.0, 1.0)).fit(data.features, rows=data.rows["train"])
+    scaler = make_scaler(settings["normalizer"]).fit(data.features, rows=data.rows["train"])
     scaler.save(run_dir / "scaler.json")
 
     targets = "apnet" if model_name == "apnet" else "classifier"
-    batch_size = int(config["batch_size"])
+    batch_size = settings["batch_size"]
 
     def batches(split, shuffle=False):
         return FeatureBatches(data.features, data.rows[split], data.targets[split], batch_size, scaler=scaler,
@@ -364,7 +577,8 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
                       loss="categorical_crossentropy", metrics=["accuracy"])
         monitor = CLASSIFIER_MONITOR
     history, epochs_run = fit_resumable(model, batches("train", shuffle=True), batches("validation"), run_dir,
-                                        int(config["epochs"]), monitor, verbose=verbose)
+                                        int(config["epochs"]), monitor, verbose=verbose,
+                                        early_stopping=settings["early_stopping"])
 
     best = keras.models.load_model(run_dir / "model.keras")
     probabilities = predict_classes(best, batches("test"))
@@ -372,6 +586,7 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
     test_accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
     seconds = float(history["seconds"].sum()) if "seconds" in history else 0.0
     best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None
+    stopped = early_stopping_state(history, monitor, settings["early_stopping"]).stopped_epoch
     return {
         "test_accuracy": test_accuracy,
         "best_val_accuracy": None if best_row is None else float(best_row[monitor]),
@@ -381,6 +596,9 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         "epochs_this_run": int(epochs_run),
         "seconds": seconds,
         "seconds_per_epoch": seconds / len(history) if len(history) else None,
+        **settings,
+        "stopped_early": stopped is not None,
+        "stopped_epoch": None if stopped is None else stopped + 1,
         "features": features,
         "input_shape": list(data.input_shape),
         "n_train": int(len(data.rows["train"])),

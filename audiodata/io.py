@@ -14,7 +14,16 @@ from .errors import AudioFileError, ParameterError
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
-def load_audio(path, sr=None, mono=True, duration=None):
+#: Ways to make a mono signal: average the channels, or keep the first (left) one as DCASE-models,
+#: the library the APNet authors extracted their features with, does (``audio[:, 0]``).
+MONO_MODES = ("mean", "first")
+
+#: Resamplers: soxr (librosa's default since 0.10) and resampy's ``kaiser_best``, librosa's default up
+#: to 0.9 and so the resampler of the APNet authors' features (librosa 0.7.1 through DCASE-models).
+RESAMPLERS = ("soxr_hq", "kaiser_best")
+
+
+def load_audio(path, sr=None, mono=True, duration=None, res_type="soxr_hq"):
     """Load an audio file as float32, optionally mixed down to mono and resampled.
 
     Parameters
@@ -23,10 +32,13 @@ def load_audio(path, sr=None, mono=True, duration=None):
         Audio file (any format libsndfile reads: WAV of any sample format, FLAC, OGG).
     sr : int or None
         Target sample rate; None keeps the file's rate.
-    mono : bool
-        Mix all channels down to one by averaging them.
+    mono : bool or {'mean', 'first'}
+        ``True`` or ``'mean'``: mix all channels down to one by averaging them; ``'first'``: keep
+        the first (left) channel only (DCASE-models); ``False``: keep every channel.
     duration : float or None
         If given, zero-pad or cut the signal to exactly this many seconds (at the output rate).
+    res_type : {'soxr_hq', 'kaiser_best'}
+        Resampler used when ``sr`` differs from the file's rate (see :data:`RESAMPLERS`).
 
     Returns
     -------
@@ -52,30 +64,47 @@ def load_audio(path, sr=None, mono=True, duration=None):
     bad = ~np.isfinite(data)
     if bad.any():
         raise AudioFileError(path, f"contains {int(bad.sum())} NaN or Inf samples")
-    y = data.mean(axis=1) if mono else data.T
+    if mono not in (True, False) + MONO_MODES:
+        raise ParameterError(f"mono must be True, False or one of {MONO_MODES}, got {mono!r}")
+    if mono is False:
+        y = data.T
+    else:
+        y = data[:, 0] if mono == "first" else data.mean(axis=1)
     y = np.ascontiguousarray(y, dtype=np.float32)
     if sr is not None and int(sr) != file_sr:
-        y = resample(y, file_sr, int(sr))
+        y = resample(y, file_sr, int(sr), res_type=res_type)
         file_sr = int(sr)
     if duration is not None:
         y = fix_duration(y, file_sr, duration)
     return y, file_sr
 
 
-def resample(y, orig_sr, target_sr):
-    """Resample the last axis of ``y`` from ``orig_sr`` to ``target_sr`` (librosa, soxr high quality)."""
+def resample(y, orig_sr, target_sr, res_type="soxr_hq"):
+    """Resample the last axis of ``y`` from ``orig_sr`` to ``target_sr`` with librosa.
+
+    ``res_type`` is one of :data:`RESAMPLERS`: ``'soxr_hq'`` (soxr, high quality) or
+    ``'kaiser_best'`` (resampy, the resampler of librosa <= 0.9 and of the APNet authors' features).
+    """
     import librosa
 
     if orig_sr <= 0 or target_sr <= 0:
         raise ParameterError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
-    return librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(np.float32)
+    if res_type not in RESAMPLERS:
+        raise ParameterError(f"res_type must be one of {RESAMPLERS}, got {res_type!r}")
+    return librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type=res_type).astype(np.float32)
 
 
 def fix_duration(y, sr, duration):
     """Zero-pad (at the end) or cut the last axis of ``y`` to ``round(duration * sr)`` samples."""
     if duration <= 0:
         raise ParameterError(f"duration must be positive, got {duration}")
-    n = int(round(duration * sr))
+    return fix_length(y, int(round(duration * sr)))
+
+
+def fix_length(y, n):
+    """Zero-pad (at the end) or cut the last axis of ``y`` to exactly ``n`` samples."""
+    if n <= 0:
+        raise ParameterError(f"length must be a positive number of samples, got {n}")
     if y.shape[-1] >= n:
         return y[..., :n]
     pad = [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])]

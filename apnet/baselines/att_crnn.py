@@ -2,6 +2,7 @@
 import keras
 
 from apnet.baselines._validation import check_input_shape, check_n_classes
+from apnet.baselines.activations import hard_sigmoid_keras2
 from apnet.baselines.attention_pooling import AttentionPooling
 
 
@@ -14,6 +15,7 @@ def att_crnn(
     dense_units=(64, 32),
     query_position="last",
     batch_norm_momentum=0.99,
+    recurrent_activation="hard_sigmoid_keras2",
     name="att_crnn",
 ):
     """Att-CRNN: time convolutions, two BiLSTMs, dot-product attention, three dense layers.
@@ -48,6 +50,11 @@ def att_crnn(
         batch_norm_momentum: momentum of the moving mean and variance of
             both batch normalisations (Keras' 0.99 by default; 0.9 for runs
             of only a few hundred optimizer steps).
+        recurrent_activation: gate activation of the LSTMs. The default,
+            ``"hard_sigmoid_keras2"`` (:func:`apnet.baselines.activations.hard_sigmoid_keras2`,
+            ``clip(0.2 x + 0.5, 0, 1)``), is Keras 2's LSTM default, which the
+            authors' models used; ``"sigmoid"`` is Keras 3's default (and the
+            one cuDNN kernels need).
         name: model name.
 
     Returns:
@@ -74,6 +81,8 @@ def att_crnn(
           Tables 1 and 3.
     """
     time, freq = check_input_shape(input_shape, "att_crnn", allow_none_time=True)
+    if recurrent_activation == "hard_sigmoid_keras2":
+        recurrent_activation = hard_sigmoid_keras2
     n_classes = check_n_classes(n_classes, "att_crnn")
     conv_filters = tuple(int(f) for f in conv_filters)
     dense_units = tuple(int(u) for u in dense_units)
@@ -92,7 +101,9 @@ def att_crnn(
     x = keras.layers.Reshape((-1, freq), name="squeeze_channels")(x)
     for i in (1, 2):
         x = keras.layers.Bidirectional(
-            keras.layers.LSTM(lstm_units, return_sequences=True, name=f"lstm{i}"), name=f"bilstm{i}"
+            keras.layers.LSTM(lstm_units, return_sequences=True, recurrent_activation=recurrent_activation,
+                              name=f"lstm{i}"),
+            name=f"bilstm{i}",
         )(x)
     x, _ = AttentionPooling(query_position=query_position, return_attention_scores=True, name="attention")(x)
     x = keras.layers.Dense(dense_units[0], activation="relu", name="dense1")(x)

@@ -36,6 +36,10 @@ def _pad_edge(x, axis, size):
     return padded[tuple(index)]
 
 
+#: Tie rules of :class:`MaskedMaxPooling2D`.
+TIE_RULES = ("all", "first")
+
+
 @keras.saving.register_keras_serializable(package="apnet")
 class MaskedMaxPooling2D(keras.layers.Layer):
     """Non-overlapping 2D max-pooling that also returns where each max was taken.
@@ -47,23 +51,29 @@ class MaskedMaxPooling2D(keras.layers.Layer):
     multiplies its upsampled features by this mask
     (:class:`apnet.layers.MaskedUpsampling`).
 
-    Tie rule: each window has exactly one 1 in the mask. When several
-    positions of a window share the maximum, the first one in row-major order
-    within the window is chosen (smallest row, then smallest column; rows are
-    axis 1, columns axis 2). The pooled value is the input value at that
-    position, so gradients flow to that single position, like the mask.
+    Tie rule (``ties``): with ``"all"`` (the default, as the authors' code, which builds
+    the mask as ``greater_equal(x, upsample(maxpool(x)))``) every position of a
+    window that equals its maximum is set in the mask; this matters where a window
+    is constant, e.g. the zero-padded tail of a short clip, whose decoded
+    reconstruction then spreads over the whole window. With ``"first"`` each window
+    has exactly one 1 in the mask: the first maximum in row-major order (smallest
+    row, then smallest column; rows are axis 1, columns axis 2), as in SegNet's
+    pooling indices. The pooled value is the window maximum either way.
 
     Sizes not divisible by the pool size: the input is padded at the bottom
     (end of axis 1) and on the right (end of axis 2) by repeating its last
     row/column, i.e. the output size is ``ceil(size / pool)`` (Keras
-    ``padding="same"`` convention). A repeated value ties with the real value
-    it copies, which comes earlier in row-major order, so padded positions are
-    never selected and the window maximum is that of the real elements only.
-    The mask is cropped back to the input shape.
+    ``padding="same"`` convention). A repeated value equals the real value it
+    copies, so the window maximum is that of the real elements only; the mask
+    is cropped back to the input shape, so padded positions never appear in it.
+    (The authors' network pools with ``padding="valid"`` and only takes sizes
+    divisible by the pool size, where both conventions agree.)
 
     Args:
         pool_size: int or pair of ints, pooling window (and stride) along
             axes 1 and 2. Defaults to ``(2, 2)`` as in the paper.
+        ties: ``"all"`` or ``"first"``, which maxima of a window the mask marks
+            (see the tie rule above).
         **kwargs: standard layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -85,6 +95,10 @@ class MaskedMaxPooling2D(keras.layers.Layer):
     array([3.], dtype=float32)
     >>> keras.ops.convert_to_numpy(mask)[0, :, :, 0]
     array([[0., 1.],
+           [1., 0.]], dtype=float32)
+    >>> _, mask = MaskedMaxPooling2D(ties="first")(x)
+    >>> keras.ops.convert_to_numpy(mask)[0, :, :, 0]
+    array([[0., 1.],
            [0., 0.]], dtype=float32)
 
     References:
@@ -95,9 +109,12 @@ class MaskedMaxPooling2D(keras.layers.Layer):
           2017.
     """
 
-    def __init__(self, pool_size=(2, 2), **kwargs):
+    def __init__(self, pool_size=(2, 2), ties="all", **kwargs):
         super().__init__(**kwargs)
         self.pool_size = _normalize_pool_size(pool_size, "pool_size")
+        if ties not in TIE_RULES:
+            raise ValueError(f"`ties` must be one of {TIE_RULES}; received ties={ties!r}")
+        self.ties = ties
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -118,11 +135,14 @@ class MaskedMaxPooling2D(keras.layers.Layer):
         # the last axis lists each window in row-major order.
         windows = ops.reshape(padded, (-1, out_h, ph, out_w, pw, channels))
         windows = ops.reshape(ops.transpose(windows, (0, 1, 3, 5, 2, 4)), (-1, out_h, out_w, channels, ph * pw))
-        is_max = ops.equal(windows, ops.max(windows, axis=-1, keepdims=True))
-        # Keep only the first maximum of each window (tie rule).
-        n_max_so_far = ops.cumsum(ops.cast(is_max, "int32"), axis=-1)
-        selected = ops.logical_and(is_max, ops.equal(n_max_so_far, 1))
-        pooled = ops.sum(ops.where(selected, windows, ops.zeros_like(windows)), axis=-1)
+        window_max = ops.max(windows, axis=-1, keepdims=True)
+        selected = ops.greater_equal(windows, window_max)
+        if self.ties == "first":  # keep only the first maximum of each window
+            n_max_so_far = ops.cumsum(ops.cast(selected, "int32"), axis=-1)
+            selected = ops.logical_and(selected, ops.equal(n_max_so_far, 1))
+            pooled = ops.sum(ops.where(selected, windows, ops.zeros_like(windows)), axis=-1)
+        else:
+            pooled = ops.squeeze(window_max, axis=-1)
 
         mask = ops.cast(selected, x.dtype)
         mask = ops.reshape(mask, (-1, out_h, out_w, channels, ph, pw))
@@ -139,5 +159,5 @@ class MaskedMaxPooling2D(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"pool_size": self.pool_size})
+        config.update({"pool_size": self.pool_size, "ties": self.ties})
         return config

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ParameterError
+from ..io import MONO_MODES, RESAMPLERS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -62,3 +63,14 @@ def _validate(path, name, params):
     if not params["duration"] or params["duration"] <= 0:
         raise ParameterError(f"{path}: {name}.duration must be a positive number of seconds, "
                              f"got {params['duration']!r}")
+    # Optional keys (defaults: librosa's centred STFT, channel mean, soxr, round(duration * sr) samples).
+    checks = {
+        "center": (lambda v: isinstance(v, bool), "true or false"),
+        "mono": (lambda v: v in MONO_MODES, f"one of {list(MONO_MODES)}"),
+        "res_type": (lambda v: v in RESAMPLERS, f"one of {list(RESAMPLERS)}"),
+        "n_samples": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+                      "a positive integer or null"),
+    }
+    for key, (ok, expected) in checks.items():
+        if key in params and not ok(params[key]):
+            raise ParameterError(f"{path}: {name}.{key} must be {expected}, got {params[key]!r}")

@@ -5,15 +5,26 @@
         --model RUN/refine_prototypes/model.keras --data-dir /data       # Table 4: prototypes, then channels
 
 RUN is a folder written by train.py (model.keras, config.yaml, scaler.json, results.json).
-Prototypes: the pairs closer than the threshold of Eq. 12 (or --threshold, in units of the
-distances of Eq. 11) lose one prototype. Channels: the --n-channels smallest off-diagonal pairs
-of Eq. 13 lose one channel. The refined model is trained --epochs more epochs (20 in the paper)
-with the run's settings, keeping the best validation epoch, and tested.
+
+--rules authors (default; what the authors' code did, hence what produced Table 4):
+  prototypes: each prototype, in class-sorted order, is removed when its nearest neighbour
+  (Eq. 11) has the same class (the model's prediction on the prototype) and is closer than
+  min + mean / 2 of Eq. 11 (mean over the whole matrix, diagonal included), unless it is the
+  neighbour of a prototype removed before; channels: Eq. 13 with i = j (--pairing same), pairs
+  (k > q) from the smallest up each remove k, or q when k already is, until --n-channels channels
+  are removed; the decoder is re-created with new weights (--decoder reinitialize).
+--rules paper (Section 5.2 read literally): every pair closer than min + mean / 2 of Eq. 11 (over
+  j != l) loses one prototype; Eq. 13 over every pair of prototypes (--pairing all), the
+  --n-channels smallest pairs of kept channels lose one channel; the decoder keeps its weights.
+--threshold, --pairing, --decoder and --same-class override single parts of either set.
+
+The refined model is trained --epochs more epochs (20 in the paper) with the run's settings,
+keeping the best validation epoch, and tested. See docs/apnet_deviations.md, "Refinement".
 
 Writes into --output (default RUN/refine_<method>/): model.keras, history.csv, backup/,
 config.yaml and scaler.json (so that the folder can be refined again), distances.npy (the matrix
-of Eq. 11 or 13) and results.json (test accuracy and parameters before/after, what was removed,
-epochs, seconds, command). Re-running the same command resumes an interrupted retraining.
+of Eq. 11 or 13) and results.json (test accuracy and parameters before/after, the rules, what was
+removed, epochs, seconds, command). Re-running the same command resumes an interrupted retraining.
 """
 import argparse
 import json
@@ -27,6 +38,7 @@ import numpy as np
 import yaml
 
 METHODS = ("prototypes", "channels")
+RULES = ("authors", "paper")  # apnet.refinement.RULES, without importing Keras for --help
 
 
 def parse_args(argv=None):
@@ -37,16 +49,24 @@ def parse_args(argv=None):
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     parser.add_argument("--output", default=None, help="output folder (default: next to the model, refine_<method>)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of retraining (20 in Section 5.2)")
+    parser.add_argument("--rules", default="authors", choices=RULES,
+                        help="authors: the authors' code, which produced Table 4 (default); paper: Section 5.2 "
+                             "read literally")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="prototypes: distance threshold (default Eq. 12: min + mean / 2 of Eq. 11)")
+                        help="prototypes: distance threshold in units of Eq. 11 (default Eq. 12: min + mean / 2, "
+                             "the mean as --rules says)")
     parser.add_argument("--same-class", action="store_true",
-                        help="prototypes: only remove from pairs whose decoded prototypes share a class "
-                             "(reference implementation; not in Eq. 12)")
+                        help="prototypes, --rules paper: only pairs of prototypes of one class (the model's "
+                             "prediction on the prototype); always on with --rules authors")
     parser.add_argument("--n-channels", type=int, default=8, help="channels: how many to remove (8 in the paper)")
     parser.add_argument("--channel-source", default="prototypes", choices=("prototypes", "train"),
-                        help="channels: Eq. 13 over the prototypes (paper) or the encoded training split")
-    parser.add_argument("--pairing", default="all", choices=("all", "same"),
-                        help="channels: Eq. 13 over every pair (i, j) as printed, or i = j as the reference code")
+                        help="channels: Eq. 13 over the prototypes (paper and authors) or the encoded training split")
+    parser.add_argument("--pairing", default=None, choices=("all", "same"),
+                        help="channels: Eq. 13 over every pair (i, j) as printed (default of --rules paper), or "
+                             "i = j as the authors' code (default of --rules authors)")
+    parser.add_argument("--decoder", default=None, choices=("keep", "reinitialize"),
+                        help="channels: keep the decoder's weights (default of --rules paper) or re-create the "
+                             "decoder with new weights as the authors' code (default of --rules authors)")
     parser.add_argument("--batch-size", type=int, default=None, help="override the run's batch size B")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
     return parser.parse_args(argv)
@@ -62,28 +82,38 @@ def accuracy_on_test(model, data, scaler, batch_size):
 
 
 def refine(args, run, data):
-    """Apply the refinement of ``args.method`` to ``run['model']``: (new model, distances, details)."""
+    """Apply the refinement of ``args.method`` to ``run['model']``: (new model, distances, details).
+
+    ``details`` records the rules and the settings they resolved to, and what was removed.
+    """
     from apnet import inspection, refinement
 
     model, scaler = run["model"], run["scaler"]
-    x_train = data.features[data.rows["train"]]
     batch_size = int(run["config"]["batch_size"])
+    rules = args.rules
+    defaults = refinement.RULE_DEFAULTS[rules]
     if args.method == "prototypes":
         distances = inspection.prototype_distance_matrix(model)
-        threshold = refinement.redundancy_threshold(distances) if args.threshold is None else args.threshold
-        classes = None
-        if args.same_class:
-            classes = inspection.decode_prototypes(model, x_train, batch_size, scaler)["classes"]
-        removed = refinement.redundant_prototypes(distances, threshold, classes)
-        details = {"threshold": threshold, "same_class": args.same_class, "removed_prototypes": removed.tolist()}
+        threshold = refinement.redundancy_threshold(distances, rules) if args.threshold is None else args.threshold
+        same_class = rules == "authors" or args.same_class
+        classes = refinement.prototype_classes(model) if same_class else None
+        removed = refinement.redundant_prototypes(distances, threshold, classes, rules=rules)
+        details = {"rules": rules, "threshold": threshold, "same_class": same_class,
+                   "prototype_classes": None if classes is None else classes.tolist(),
+                   "removed_prototypes": removed.tolist()}
         return refinement.remove_prototypes(model, removed), distances, details
+    pairing = args.pairing or defaults["pairing"]
+    decoder = args.decoder or defaults["decoder"]
     if args.channel_source == "prototypes":
-        distances = refinement.channel_distance_matrix(model, pairing=args.pairing)
+        distances = refinement.channel_distance_matrix(model, pairing=pairing)
     else:
-        distances = refinement.latent_channel_distance_matrix(model, x_train, batch_size, scaler, args.pairing)
-    removed = refinement.redundant_channels(distances, args.n_channels)
-    details = {"channel_source": args.channel_source, "pairing": args.pairing, "removed_channels": removed.tolist()}
-    return refinement.remove_channels(model, removed), distances, details
+        x_train = data.features[data.rows["train"]]
+        distances = refinement.latent_channel_distance_matrix(model, x_train, batch_size, scaler, pairing)
+    removed = refinement.redundant_channels(distances, args.n_channels, rules=rules)
+    details = {"rules": rules, "channel_source": args.channel_source, "pairing": pairing, "decoder": decoder,
+               "removed_channels": removed.tolist()}
+    seed = int(run["config"].get("seed", 0))
+    return refinement.remove_channels(model, removed, decoder=decoder, seed=seed), distances, details
 
 
 def main(argv=None):

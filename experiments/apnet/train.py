@@ -4,9 +4,12 @@
     python experiments/apnet/train.py --dataset fsdd --fold 1 --epochs 5 --data-dir /data
 
 Writes into <output>/<model>/<dataset>/fold<N>/seed<S>/: model.keras (best validation
-accuracy), history.csv, config.yaml (the config used, overrides applied), scaler.json,
-results.json and backup/ (the last epoch, for resuming). Running the same command again
-after an interruption continues from the last completed epoch.
+accuracy), history.csv, config.yaml (the config used, overrides applied), scaler.json
+(the model's normaliser, fitted on the training split), results.json and backup/ (the last
+epoch, for resuming). Each model trains with the batch size, normaliser, last-layer
+initialisation and early stopping of the config (apnet.training.training_settings: the
+authors' per-model values for the paper's datasets). Running the same command again after an
+interruption continues from the last completed epoch, early-stopping counter included.
 """
 import argparse
 import json
@@ -30,7 +33,9 @@ def parse_args(argv=None):
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     parser.add_argument("--config", default=None, help="config file (default configs/<dataset>.yaml)")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the config's batch size B")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="override the batch size of the model trained (the config's batch_size for apnet, "
+                             "baseline_batch_size[<model>] for a baseline)")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--n-prototypes", type=int, default=None,
                         help="override the config's M (e.g. L2I's comparison: as many prototypes as NMF components)")
@@ -40,7 +45,11 @@ def parse_args(argv=None):
 
 
 def load_config(args):
-    """The config file with the command-line overrides applied; checks the fold."""
+    """The config file with the command-line overrides applied; checks the fold.
+
+    ``--batch-size`` replaces the batch size of the model trained: ``batch_size`` (APNet's
+    ``B``) for ``--model apnet``, ``baseline_batch_size[<model>]`` for a baseline.
+    """
     from audiodata.errors import ParameterError
 
     path = Path(args.config) if args.config else CONFIG_DIR / f"{args.dataset}.yaml"
@@ -53,14 +62,28 @@ def load_config(args):
         if value is not None:
             if value < (0 if key == "seed" else 1):
                 raise ParameterError(f"--{key.replace('_', '-')} must be positive, got {value}")
-            config[key] = value
+            if key == "batch_size" and args.model != "apnet":
+                config["baseline_batch_size"] = {**(config.get("baseline_batch_size") or {}), args.model: value}
+            else:
+                config[key] = value
     if args.fold not in config["folds"]:
         raise ParameterError(f"{args.dataset}: --fold must be one of {config['folds']}, got {args.fold}")
+    from apnet.training import training_settings
+
+    try:
+        training_settings(args.model, config)  # checks batch size, normalizer, init_last_layer, early_stopping
+    except ValueError as err:
+        raise ParameterError(f"{path}: {err}") from None
     return config
 
 
 def check_resume(run_dir, config):
-    """Refuse to resume a run whose saved config differs (other than in ``epochs``)."""
+    """Refuse to resume a run whose saved config differs (other than in ``epochs``).
+
+    Every key counts, the per-model ones too (``baseline_batch_size``, ``normalizer``,
+    ``init_last_layer``, ``early_stopping``): a run saved before a key existed is refused
+    as well, since it trained with the old default.
+    """
     from audiodata.errors import ParameterError
 
     saved_path = run_dir / "config.yaml"

@@ -10,7 +10,8 @@ import yaml
 
 import apnet  # noqa: F401  (registers the classes for loading)
 from apnet.inspection import prototype_distance_matrix
-from apnet.refinement import channel_distance_matrix, redundant_channels, redundant_prototypes
+from apnet.refinement import (DECODER_LAYERS, channel_distance_matrix, prototype_classes, redundancy_threshold,
+                              redundant_channels, redundant_prototypes, remove_channels)
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "experiments" / "apnet"
@@ -44,6 +45,7 @@ def refine_argv(model, shared_data, feature_cache, *extra, epochs="1"):
 
 @pytest.fixture(scope="module")
 def refined_prototypes(run_dir, shared_data, feature_cache):
+    """``refine.py --method prototypes`` with the default rules (the authors')."""
     argv = refine_argv(run_dir / "model.keras", shared_data, feature_cache, "--method", "prototypes")
     assert load_script("refine").main(argv) == 0
     return run_dir / "refine_prototypes"
@@ -58,11 +60,17 @@ def test_refine_prototypes(run_dir, refined_prototypes):
     original = keras.models.load_model(run_dir / "model.keras")
     distances = prototype_distance_matrix(original)
     np.testing.assert_allclose(np.load(out / "distances.npy"), distances)
-    assert results["removed_prototypes"] == redundant_prototypes(distances).tolist()
-    assert 0 < len(results["removed_prototypes"]) < 10
+    # The authors' rules by default: nearest neighbours of the same class (the head on the prototype).
+    classes = prototype_classes(original)
+    assert results["rules"] == "authors" and results["same_class"] is True
+    assert results["prototype_classes"] == classes.tolist()
+    assert results["threshold"] == pytest.approx(redundancy_threshold(distances, "authors"))
+    assert results["removed_prototypes"] == redundant_prototypes(distances, classes=classes, rules="authors").tolist()
+    n_removed = len(results["removed_prototypes"])
     assert results["n_prototypes_before"] == 10
-    assert results["n_prototypes_after"] == 10 - len(results["removed_prototypes"])
-    assert results["n_params_before"] == trained["n_params"] > results["n_params_after"]
+    assert results["n_prototypes_after"] == 10 - n_removed
+    assert results["n_params_before"] == trained["n_params"] >= results["n_params_after"]
+    assert (results["n_params_after"] < results["n_params_before"]) == (n_removed > 0)
     assert results["test_accuracy_before"] == pytest.approx(trained["test_accuracy"], abs=1e-9)
     assert 0.0 <= results["test_accuracy_after"] <= 1.0
     assert results["epochs"] == 1 and results["seconds"] > 0 and results["method"] == "prototypes"
@@ -73,7 +81,21 @@ def test_refine_prototypes(run_dir, refined_prototypes):
     assert model.count_params() == results["n_params_after"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["n_prototypes"] == results["n_prototypes_after"] and config["refinement"]["method"] == "prototypes"
+    assert config["refinement"]["rules"] == "authors"
     assert (out / "scaler.json").read_text() == (run_dir / "scaler.json").read_text()
+
+
+def test_refine_prototypes_paper_rules(run_dir, shared_data, feature_cache, tmp_path):
+    argv = refine_argv(run_dir / "model.keras", shared_data, feature_cache, "--method", "prototypes", "--rules",
+                       "paper", "--output", str(tmp_path / "paper"))
+    assert load_script("refine").main(argv) == 0
+    results = json.loads((tmp_path / "paper" / "results.json").read_text())
+    distances = prototype_distance_matrix(keras.models.load_model(run_dir / "model.keras"))
+    assert results["rules"] == "paper" and results["same_class"] is False and results["prototype_classes"] is None
+    assert results["threshold"] == pytest.approx(redundancy_threshold(distances, "paper"))
+    assert results["removed_prototypes"] == redundant_prototypes(distances).tolist()
+    assert 0 < len(results["removed_prototypes"]) < 10
+    assert results["n_prototypes_after"] == 10 - len(results["removed_prototypes"])
 
 
 def test_refine_channels_after_prototypes(refined_prototypes, shared_data, feature_cache):
@@ -82,13 +104,60 @@ def test_refine_channels_after_prototypes(refined_prototypes, shared_data, featu
     assert load_script("refine").main(argv) == 0
     out = refined_prototypes / "refine_channels"
     results = json.loads((out / "results.json").read_text())
-    expected = redundant_channels(channel_distance_matrix(keras.models.load_model(source)), 2)
-    assert results["removed_channels"] == expected.tolist()
+    # The authors' rules by default: Eq. 13 with i = j, their pair walk, a re-created decoder.
+    assert (results["rules"], results["pairing"], results["decoder"]) == ("authors", "same", "reinitialize")
+    matrix = channel_distance_matrix(keras.models.load_model(source), pairing="same")
+    np.testing.assert_allclose(np.load(out / "distances.npy"), matrix)
+    assert results["removed_channels"] == redundant_channels(matrix, 2, rules="authors").tolist()
     assert (results["n_channels_before"], results["n_channels_after"]) == (8, 6)
     assert results["n_prototypes_after"] == results["n_prototypes_before"]
     assert results["n_params_after"] < results["n_params_before"]
     model = keras.models.load_model(out / "model.keras")
     assert tuple(model.get_layer("latent").output.shape[1:]) == (16, 16, 6)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["latent_channels"] == 6 and config["refinement"]["decoder"] == "reinitialize"
+
+
+def test_refine_rules_and_overrides(run_dir):
+    """refine() without retraining: each --rules sets Eq. 13's pairing and the decoder, the flags override them."""
+    module = load_script("refine")
+    model = keras.models.load_model(run_dir / "model.keras")
+    run = {"model": model, "scaler": None, "config": {"batch_size": 8, "seed": 3}}
+    args = module.parse_args(["--method", "channels", "--model", "m.keras", "--n-channels", "2"])
+    assert (args.rules, args.pairing, args.decoder) == ("authors", None, None)
+
+    def channels(*extra):
+        argv = ["--method", "channels", "--model", "m.keras", "--n-channels", "2", *extra]
+        return module.refine(module.parse_args(argv), run, None)
+
+    new, matrix, details = channels()
+    assert (details["rules"], details["pairing"], details["decoder"]) == ("authors", "same", "reinitialize")
+    np.testing.assert_allclose(matrix, channel_distance_matrix(model, pairing="same"))
+    expected = redundant_channels(matrix, 2, rules="authors")
+    assert details["removed_channels"] == expected.tolist()
+    seeded = remove_channels(model, expected, decoder="reinitialize", seed=3)  # the run's seed
+    kept = remove_channels(model, expected)
+    for name in DECODER_LAYERS:
+        np.testing.assert_array_equal(new.get_layer(name).get_weights()[0], seeded.get_layer(name).get_weights()[0])
+        assert not np.allclose(new.get_layer(name).get_weights()[0], kept.get_layer(name).get_weights()[0])
+
+    new, matrix, details = channels("--rules", "paper")
+    assert (details["rules"], details["pairing"], details["decoder"]) == ("paper", "all", "keep")
+    np.testing.assert_allclose(matrix, channel_distance_matrix(model, pairing="all"))
+    assert details["removed_channels"] == redundant_channels(matrix, 2, rules="paper").tolist()
+    kept = remove_channels(model, details["removed_channels"])
+    for name in DECODER_LAYERS:
+        np.testing.assert_array_equal(new.get_layer(name).get_weights()[0], kept.get_layer(name).get_weights()[0])
+
+    _, matrix, details = channels("--rules", "paper", "--pairing", "same", "--decoder", "reinitialize")
+    assert (details["pairing"], details["decoder"]) == ("same", "reinitialize")
+    assert details["removed_channels"] == redundant_channels(matrix, 2, rules="paper").tolist()
+
+    argv = ["--method", "prototypes", "--model", "m.keras", "--rules", "paper", "--same-class", "--threshold", "1e9"]
+    _, distances, details = module.refine(module.parse_args(argv), run, None)
+    classes = prototype_classes(model)
+    assert details["same_class"] is True and details["prototype_classes"] == classes.tolist()
+    assert details["removed_prototypes"] == redundant_prototypes(distances, 1e9, classes).tolist()
 
 
 def test_inspect_prototypes(run_dir, shared_data, feature_cache, tmp_path):

@@ -71,12 +71,18 @@ def test_train_writes_every_artifact(cli_run, fsdd_fold):
     assert config["epochs"] == 1 and config["n_prototypes"] == 10 and config["alpha"] == 10
     history = pd.read_csv(run_dir / "history.csv")
     assert len(history) == 1 and "val_probabilities_accuracy" in history
+    # configs/fsdd.yaml keeps the settings of docs/apnet_results.md, plus the authors' patience.
+    assert (results["batch_size"], results["normalizer"], results["init_last_layer"]) == (64, "minmax", True)
+    assert results["early_stopping"] == 100 and results["stopped_early"] is False and results["stopped_epoch"] is None
     # The saved model loads without custom objects and its test accuracy is the one reported.
     import apnet  # noqa: F401  (registers the classes)
     from audiodata.features import MinMaxScaler
 
+    from apnet.training import load_scaler
+
     model = keras.models.load_model(run_dir / "model.keras")
-    scaler = MinMaxScaler.load(run_dir / "scaler.json")
+    scaler = load_scaler(run_dir / "scaler.json")
+    assert isinstance(scaler, MinMaxScaler)
     train = fsdd_fold.features[fsdd_fold.rows["train"]]
     assert scaler.data_min == train.min() and scaler.data_max == train.max()  # fitted on train only
     x = scaler.transform(fsdd_fold.features[fsdd_fold.rows["test"]])
@@ -143,3 +149,85 @@ def test_resume_refuses_another_config(cli_run, small_config, shared_data, featu
             "--data-dir", str(shared_data), "--cache-dir", str(feature_cache), "--output", str(output)]
     assert load_script("train").main(argv) == 2
     assert "another config" in capsys.readouterr().err
+
+
+def test_batch_size_override_goes_to_the_model_trained():
+    from apnet.training import training_settings
+
+    train = load_script("train")
+
+    def settings(*argv):
+        args = train.parse_args(["--dataset", "urbansound8k", "--fold", "1", *argv])
+        config = train.load_config(args)
+        return config, training_settings(args.model, config)
+
+    config, used = settings("--model", "sb_cnn")
+    assert used["batch_size"] == 128 and used["normalizer"] == "standard"  # the authors' SB-CNN config
+    config, used = settings("--model", "sb_cnn", "--batch-size", "8")
+    assert used["batch_size"] == 8 and config["batch_size"] == 256 and config["baseline_batch_size"]["att_crnn"] == 128
+    config, used = settings("--batch-size", "8")  # --model apnet
+    assert used["batch_size"] == 8 and config["baseline_batch_size"]["sb_cnn"] == 128
+    assert settings("--model", "att_crnn")[1]["normalizer"] == "minmax"
+
+
+def test_a_bad_setting_in_the_config_is_a_clear_error(tmp_path, capsys):
+    config = yaml.safe_load((SCRIPTS / "configs" / "fsdd.yaml").read_text())
+    config["normalizer"]["apnet"] = "standard"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    argv = ["--dataset", "fsdd", "--fold", "1", "--config", str(path), "--output", str(tmp_path / "out")]
+    assert load_script("train").main(argv) == 2
+    assert "apnet: `normalizer` must be 'minmax'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_refuses_a_run_saved_without_the_new_keys(tmp_path):
+    from audiodata.errors import ParameterError
+
+    train = load_script("train")
+    config = train.load_config(train.parse_args(["--dataset", "fsdd", "--fold", "1"]))
+    old = {k: v for k, v in config.items() if k not in ("early_stopping", "normalizer")}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(ParameterError, match=r"differs in \['early_stopping', 'normalizer'\]"):
+        train.check_resume(tmp_path, config)
+    train.check_resume(tmp_path, {**old, "epochs": 7})  # epochs alone may change
+
+
+@pytest.fixture
+def synthetic_training(monkeypatch, tmp_path):
+    """apnet.training.load_fold replaced by a tiny random fold (40 / 16 / 16 clips of (16, 16), 2 classes) and
+    an FSDD config with a small APNet, a zero learning rate (the validation accuracy never improves after the
+    first epoch) and early stopping after 1 epoch without improvement."""
+    import apnet.training
+    from apnet.training import FoldData
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 3, size=(72, 16, 16)).astype("float32")
+    labels = np.eye(2, dtype="float32")[rng.integers(0, 2, 72)]
+    rows = {"train": np.arange(40), "validation": np.arange(40, 56), "test": np.arange(56, 72)}
+    fold = FoldData(x, rows, {name: labels[r] for name, r in rows.items()}, ("a", "b"))
+    monkeypatch.setattr(apnet.training, "load_fold", lambda *args, **kwargs: fold)
+    config = yaml.safe_load((SCRIPTS / "configs" / "fsdd.yaml").read_text())
+    config.update(n_prototypes=4, n_filters=4, kernel_size=3, batch_size=16, learning_rate=0.0, epochs=5,
+                  early_stopping=1)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_results_record_early_stopping(synthetic_training, tmp_path):
+    train = load_script("train")
+    output = tmp_path / "out"
+    argv = ["--dataset", "fsdd", "--fold", "1", "--config", str(synthetic_training), "--output", str(output),
+            "--verbose", "0"]
+    assert train.main(argv) == 0
+    run_dir = output / "apnet" / "fsdd" / "fold1" / "seed0"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["early_stopping"] == 1 and results["stopped_early"] is True and results["stopped_epoch"] == 2
+    assert results["epochs"] == 2 and results["epochs_this_run"] == 2 and results["best_epoch"] == 1
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["early_stopping"] == 1
+    # The same command again (the config check passes): nothing more to train, still reported as stopped.
+    assert train.main(argv + ["--epochs", "9"]) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["epochs_this_run"] == 0 and results["stopped_early"] is True and results["stopped_epoch"] == 2

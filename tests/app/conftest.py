@@ -12,6 +12,7 @@
   driven by Playwright. A missing browser fails the tests with a message saying how to
   install it; ``AUDIOINTERP_SKIP_BROWSER=1`` skips them instead.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -111,14 +112,11 @@ def free_port():
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(workspace, explorer):
-    """Base URL (``http://127.0.0.1:<port>``) of the app served by uvicorn in a daemon thread."""
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """Serve ``app`` with uvicorn in a daemon thread on a free 127.0.0.1 port; yields its base URL."""
     import uvicorn
 
-    from apnet.app import create_app
-
-    app = create_app(workspace, explorer, max_upload_bytes=TEST_UPLOAD_CAP)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="apnet-app-test-server", daemon=True)
@@ -128,9 +126,20 @@ def live_server(workspace, explorer):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def live_server(workspace, explorer):
+    """Base URL (``http://127.0.0.1:<port>``) of the app served by uvicorn in a daemon thread."""
+    from apnet.app import create_app
+
+    with serve_in_thread(create_app(workspace, explorer, max_upload_bytes=TEST_UPLOAD_CAP)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,10 @@ from apnet.layers import MaskedMaxPooling2D
 from tests.layer_testing import run_layer_test
 
 
-def numpy_masked_max_pool(x, pool=(2, 2)):
+def numpy_masked_max_pool(x, pool=(2, 2), ties="all"):
     """Loop reference: windows of the real elements (bottom/right windows truncated
-    for sizes that are not multiples of the pool), first maximum in row-major order."""
+    for sizes that are not multiples of the pool); the mask marks every maximum
+    (``ties="all"``, the authors' ``greater_equal``) or the first one in row-major order."""
     batch, height, width, channels = x.shape
     ph, pw = pool
     out_h, out_w = -(-height // ph), -(-width // pw)
@@ -20,9 +21,12 @@ def numpy_masked_max_pool(x, pool=(2, 2)):
             for i in range(out_h):
                 for j in range(out_w):
                     window = x[b, i * ph:(i + 1) * ph, j * pw:(j + 1) * pw, c]
-                    r, s = np.unravel_index(np.argmax(window), window.shape)  # first max, row-major
-                    pooled[b, i, j, c] = window[r, s]
-                    mask[b, i * ph + r, j * pw + s, c] = 1
+                    pooled[b, i, j, c] = window.max()
+                    if ties == "all":
+                        mask[b, i * ph:(i + 1) * ph, j * pw:(j + 1) * pw, c] = window == window.max()
+                    else:
+                        r, s = np.unravel_index(np.argmax(window), window.shape)  # first max, row-major
+                        mask[b, i * ph + r, j * pw + s, c] = 1
     return pooled, mask
 
 
@@ -43,42 +47,61 @@ def test_layer_contract(rng, tmp_path):
 
 @pytest.mark.parametrize("shape", [(2, 4, 6, 3), (2, 5, 7, 3), (1, 1, 3, 2), (3, 6, 5, 1)])
 @pytest.mark.parametrize("kind", ["float", "ties"])
-def test_matches_numpy(rng, shape, kind):
+@pytest.mark.parametrize("ties", ["all", "first"])
+def test_matches_numpy(rng, shape, kind, ties):
     if kind == "float":
         x = rng.normal(size=shape).astype("float32")
     else:  # values in {0, 1, 2}: most windows hold ties
         x = rng.integers(0, 3, size=shape).astype("float32")
-    pooled, mask = (keras.ops.convert_to_numpy(o) for o in MaskedMaxPooling2D()(x))
-    ref_pooled, ref_mask = numpy_masked_max_pool(x)
+    pooled, mask = (keras.ops.convert_to_numpy(o) for o in MaskedMaxPooling2D(ties=ties)(x))
+    ref_pooled, ref_mask = numpy_masked_max_pool(x, ties=ties)
     assert mask.shape == x.shape and mask.dtype == x.dtype
     np.testing.assert_array_equal(pooled, ref_pooled)
     np.testing.assert_array_equal(mask, ref_mask)
-    # Exactly one 1 per (possibly truncated) window, and 0/1 values only.
+    # 0/1 values only; exactly one 1 per (possibly truncated) window with "first", at least one with "all".
     assert set(np.unique(mask)) <= {0.0, 1.0}
     padded = np.pad(mask, ((0, 0), (0, -shape[1] % 2), (0, -shape[2] % 2), (0, 0)))
     per_window = padded.reshape(shape[0], padded.shape[1] // 2, 2, padded.shape[2] // 2, 2, shape[3]).sum(axis=(2, 4))
-    np.testing.assert_array_equal(per_window, 1.0)
+    if ties == "first":
+        np.testing.assert_array_equal(per_window, 1.0)
+    else:
+        assert per_window.min() >= 1.0
+        if kind == "ties" and min(shape[1:3]) >= 4:
+            assert per_window.max() > 1.0  # the rule is exercised
 
 
 def test_tie_rule_first_in_row_major_order():
     # Constant input of odd size: every window is a tie; the top-left element wins.
     x = np.full((1, 3, 5, 1), 7.0, dtype="float32")
-    pooled, mask = (keras.ops.convert_to_numpy(o) for o in MaskedMaxPooling2D()(x))
+    pooled, mask = (keras.ops.convert_to_numpy(o) for o in MaskedMaxPooling2D(ties="first")(x))
     np.testing.assert_array_equal(pooled, 7.0)
     expected = np.zeros((3, 5), "float32")
     expected[::2, ::2] = 1.0
     np.testing.assert_array_equal(mask[0, :, :, 0], expected)
     # A tie between the top-right and the bottom-left: the top-right (earlier row) wins.
     x = np.array([[0.0, 5.0], [5.0, 1.0]], "float32").reshape(1, 2, 2, 1)
-    mask = keras.ops.convert_to_numpy(MaskedMaxPooling2D()(x)[1])
+    mask = keras.ops.convert_to_numpy(MaskedMaxPooling2D(ties="first")(x)[1])
     np.testing.assert_array_equal(mask[0, :, :, 0], [[0.0, 1.0], [0.0, 0.0]])
+
+
+def test_tie_rule_all_marks_every_maximum_as_the_authors_greater_equal():
+    # A zero-padded tail (constant windows) is wholly marked, as greater_equal(x, upsample(maxpool(x))) does.
+    x = np.zeros((1, 4, 4, 1), "float32")
+    x[0, 0, 0, 0] = 3.0
+    pooled, mask = (keras.ops.convert_to_numpy(o) for o in MaskedMaxPooling2D()(x))
+    np.testing.assert_array_equal(pooled[0, :, :, 0], [[3.0, 0.0], [0.0, 0.0]])
+    expected = np.ones((4, 4), "float32")
+    expected[0, 1] = expected[1, 0] = expected[1, 1] = 0.0
+    np.testing.assert_array_equal(mask[0, :, :, 0], expected)
+    with pytest.raises(ValueError, match="ties"):
+        MaskedMaxPooling2D(ties="last")
 
 
 def test_padding_never_selected_with_negative_values():
     # Bottom/right padding repeats the last row/column, so an all-negative odd
     # input still pools to the max of its real elements and never marks padding.
     x = -np.arange(1.0, 10.0, dtype="float32").reshape(1, 3, 3, 1)
-    pooled, mask = (keras.ops.convert_to_numpy(o) for o in MaskedMaxPooling2D()(x))
+    pooled, mask = (keras.ops.convert_to_numpy(o) for o in MaskedMaxPooling2D(ties="first")(x))
     np.testing.assert_array_equal(pooled[0, :, :, 0], [[-1.0, -3.0], [-7.0, -9.0]])
     np.testing.assert_array_equal(mask[0, :, :, 0], [[1, 0, 1], [0, 0, 0], [1, 0, 1]])
 
@@ -107,7 +130,7 @@ def test_gradient_goes_to_the_selected_position(rng):
     # One fit-free check: d(sum pooled)/dx equals the mask (ties included).
     x = rng.integers(0, 2, size=(1, 4, 4, 1)).astype("float32")
     variable = keras.Variable(x)
-    layer = MaskedMaxPooling2D()
+    layer = MaskedMaxPooling2D(ties="first")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("gradient check written with tf.GradientTape")
     import tensorflow as tf

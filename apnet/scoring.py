@@ -1,0 +1,131 @@
+"""Score a run folder (trained here or imported with :mod:`apnet.reference`) on one split of a dataset."""
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from audiodata.errors import DatasetNotFoundError, ParameterError
+
+SPLITS = ("train", "validation", "test")
+
+
+def run_classes(run_dir, dataset_classes):
+    """Class names of the run's outputs: ``results.json``'s ``classes``, else the dataset's."""
+    results_path = Path(run_dir) / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    return list(results.get("classes") or dataset_classes)
+
+
+def split_clips(ds, fold, split):
+    """The clips of ``split`` of fold ``fold`` (validation = next fold for cross-validated datasets)."""
+    from audiodata.datasets import FoldDataset
+
+    if split not in SPLITS:
+        raise ParameterError(f"split must be one of {SPLITS}, got {split!r}")
+    parts = ds.split(fold, validation=True) if isinstance(ds, FoldDataset) else ds.split(fold)
+    clips = parts[split]
+    if len(clips) == 0:
+        raise DatasetNotFoundError(f"{ds.name}: the {split} split of fold {fold} has no clips in {ds.root}")
+    return clips
+
+
+def compute_split_features(paths, params, n_jobs=1, progress=True):
+    """Features of each file of ``paths`` (``audiodata.features.compute_features``), stacked, with a progress bar."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    from audiodata.features import compute_features
+
+    paths = list(paths)
+    bar = tqdm(total=len(paths), desc="features", unit="clip", disable=not progress)
+    rows = []
+    for row in Parallel(n_jobs=n_jobs, return_as="generator")(delayed(compute_features)(p, params) for p in paths):
+        rows.append(row)
+        bar.update(1)
+    bar.close()
+    return np.stack(rows)
+
+
+def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", batch_size=64, n_jobs=1,
+              progress=True, return_predictions=False):
+    """Accuracy of the run folder ``run_dir`` on ``split`` of ``dataset``/``fold``.
+
+    The features are those the run was trained on (``config.yaml``'s ``features`` for APNet,
+    ``baseline_features`` for a baseline), computed afresh for the split's clips (no cache),
+    scaled with the run's ``scaler.json``. Labels are matched to the model's outputs by class
+    name, so a model of Speech Commands v0.02 (35 words) scores a v0.01 folder (30 of them).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Folder with ``model.keras``, ``config.yaml``, ``scaler.json`` and ``results.json``.
+    dataset, fold : optional
+        Default: the run's own (``results.json``).
+    split : {'train', 'validation', 'test'}
+
+    Returns
+    -------
+    dict with ``accuracy``, ``n_clips``, ``n_correct``, ``model``, ``dataset``, ``fold``, ``split``,
+    ``features``; with ``return_predictions`` also ``clip_id`` (list), ``probabilities``
+    (``(n, K)`` array over the model's classes), ``labels`` (model class indices) and ``classes``.
+
+    Raises
+    ------
+    audiodata.errors.AudioDataError
+        A missing file of the run or dataset, an empty split, or a dataset class the model
+        does not know (the message names it).
+    """
+    import yaml
+
+    import apnet  # noqa: F401  (registers the APNet layers for load_model)
+    import apnet.baselines  # noqa: F401  (registers the baselines' layers and activations)
+    from apnet.training import feature_set
+    from audiodata.datasets import get_dataset
+    from audiodata.features import load_feature_params
+    from audiodata.features.normalization import _Scaler
+
+    run_dir = Path(run_dir)
+    for name in ("model.keras", "config.yaml", "scaler.json"):
+        if not (run_dir / name).is_file():
+            raise ParameterError(f"{run_dir / name} does not exist (expected a run folder of "
+                                 "experiments/apnet/train.py or import_reference.py)")
+    results_path = run_dir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model_name = results.get("model", "apnet")
+    dataset = dataset or results.get("dataset")
+    fold = int(fold if fold is not None else results.get("fold", 1))
+    if dataset is None:
+        raise ParameterError(f"{run_dir}: no dataset in results.json; pass one")
+    ds = get_dataset(dataset, data_dir=data_dir)
+    clips = split_clips(ds, fold, split)
+    classes = run_classes(run_dir, ds.classes)
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({ds.classes[k] for k in clips["label"]} - set(index))
+    if unknown:
+        raise ParameterError(f"{dataset}: classes {unknown} of the {split} split are not among the model's "
+                             f"{len(classes)} classes ({run_dir / 'results.json'})")
+    labels = np.array([index[ds.classes[k]] for k in clips["label"]])
+
+    features = feature_set(model_name, config)
+    params = load_feature_params(ds.config_name, features)
+    model = keras.models.load_model(run_dir / "model.keras")
+    n_out = int(model.outputs[0].shape[-1])
+    if n_out != len(classes):
+        raise ParameterError(f"{run_dir}: the model has {n_out} outputs but {len(classes)} class names")
+    if len(model.outputs) > 1:
+        model = keras.Model(model.inputs[0], model.outputs[0])
+    expected = tuple(model.input_shape[1:])
+    scaler = _Scaler.load(run_dir / "scaler.json")
+    x = compute_split_features(clips["path"], params, n_jobs=n_jobs, progress=progress)
+    if tuple(x.shape[1:]) != expected:
+        raise ParameterError(f"{run_dir}: the model takes {expected} but feature set {features!r} of "
+                             f"{ds.config_name} gives {tuple(x.shape[1:])}")
+    probabilities = model.predict(scaler.transform(x), batch_size=batch_size, verbose=0)
+    correct = int(np.sum(probabilities.argmax(axis=1) == labels))
+    out = {"accuracy": correct / len(labels), "n_clips": int(len(labels)), "n_correct": correct, "model": model_name,
+           "dataset": dataset, "fold": fold, "split": split, "features": features}
+    if return_predictions:
+        out.update(clip_id=list(clips["clip_id"]), probabilities=probabilities, labels=labels, classes=classes)
+    return out
