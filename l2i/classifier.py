@@ -9,6 +9,9 @@ __all__ = ["KumarCNN", "load_pretrained_weights", "BLOCK_NAMES"]
 #: Names of the six block outputs (feature maps after the block's last ReLU, before its pooling).
 BLOCK_NAMES = ("block1", "block2", "block3", "block4", "block5", "block6")
 _POOLINGS = ("max", "avg")
+#: Prediction heads after the ``conv 2x2`` (1024) stage: Kumar et al.'s class convolution, or
+#: the L2I authors' fine-tuning head (their ``FtEx``/``FtEx_v2`` in ``networks.py``).
+HEADS = ("kumar", "ftex")
 
 
 @keras.saving.register_keras_serializable(package="l2i")
@@ -17,10 +20,17 @@ class KumarCNN(keras.Model):
 
     Six convolutional blocks B1-B6: B1-B5 have two ``conv 3x3 + batch norm + ReLU``
     layers, B6 one, each block ends with a 2x2 max pooling; channels 16, 32, 64, 128,
-    256, 512. Then the prediction stage of the original network: a ``conv 2x2`` (valid,
-    1024 channels) + batch norm + ReLU, a ``conv 1x1`` giving one score map per class,
-    global (max or average) pooling of the score maps over time and frequency, and a
-    softmax (multi-class) or sigmoid (multi-label).
+    256, 512. Then a ``conv 2x2`` (valid, 1024 channels) + batch norm + ReLU, and one
+    of two prediction heads:
+
+    * ``head="kumar"`` (Kumar et al.'s AudioSet network): a ``conv 1x1`` giving one
+      score map per class, global (max or average) pooling of the score maps over
+      time and frequency;
+    * ``head="ftex"`` (the L2I authors' fine-tuning head, ``FtEx`` / ``FtEx_v2`` of
+      their ``networks.py``): a ``conv 1x1`` to ``head_units`` channels + ReLU, global
+      (max or average) pooling, dropout, and a linear layer to the ``C`` logits.
+
+    and a softmax (multi-class) or sigmoid (multi-label).
 
     Batch norms use momentum 0.9 (PyTorch's 0.1, as in the original network): with
     Keras' default 0.99 the moving statistics lag far behind after the few hundred
@@ -36,8 +46,12 @@ class KumarCNN(keras.Model):
       block5 ``(26, 8, 256)``, block6 ``(13, 4, 512)``.
     * ``"block<i>_conv<j>"``, ``"block<i>_bn<j>"``: the convolutions and batch norms.
     * ``"head_conv"``, ``"head_bn"``, ``"head_relu"``: the 2x2 convolution stage.
-    * ``"class_conv"``: per-class score maps; ``"logits"``: pooled scores (batch, C);
-      ``"prediction"``: probabilities (batch, C), the model's output.
+    * ``head="kumar"``: ``"class_conv"``, per-class score maps; ``"logits"``: pooled
+      scores (batch, C).
+    * ``head="ftex"``: ``"ftex_conv"`` (1x1, ``head_units`` channels, ReLU),
+      ``"ftex_pool"`` (global pooling), ``"head_dropout"``, ``"logits"`` (the linear
+      layer, (batch, C)).
+    * ``"prediction"``: probabilities (batch, C), the model's output.
 
     Args:
         n_classes: int, number of classes ``C``.
@@ -47,8 +61,13 @@ class KumarCNN(keras.Model):
         multilabel: bool, sigmoid output (multi-label) instead of softmax.
         filters: six ints, channels of B1-B6 (default ``(16, 32, 64, 128, 256, 512)``).
         head_filters: int, channels of the 2x2 head convolution (1024).
-        pooling: ``"max"`` or ``"avg"``, global pooling of the class score maps.
-        dropout: float in [0, 1), dropout before the class convolution (0 = none).
+        pooling: ``"max"`` or ``"avg"``, global pooling of the class score maps
+            (``"kumar"``) or of the ``head_units`` maps (``"ftex"``).
+        dropout: float in [0, 1), dropout before the class convolution (``"kumar"``)
+            or before the linear layer (``"ftex"``); 0 = none.
+        head: ``"kumar"`` or ``"ftex"`` (see above).
+        head_units: int, channels of the 1x1 convolution of the ``"ftex"`` head (the
+            authors: 256 on ESC-50, 512 on SONYC-UST); ignored by ``"kumar"``.
         input_mean, input_std: optional sequences of ``n_mels`` floats: per-band
             standardisation of the log-mel input, ``(x - mean) / std``, done by a
             ``Normalization`` layer named ``"input_normalization"`` so that the
@@ -82,6 +101,8 @@ class KumarCNN(keras.Model):
         dropout=0.0,
         input_mean=None,
         input_std=None,
+        head="kumar",
+        head_units=256,
         **kwargs,
     ):
         _check_int("n_classes", n_classes, 1)
@@ -94,6 +115,9 @@ class KumarCNN(keras.Model):
         _check_int("head_filters", head_filters, 1)
         if pooling not in _POOLINGS:
             raise ValueError(f"`pooling` must be one of {_POOLINGS}; received pooling={pooling!r}")
+        if head not in HEADS:
+            raise ValueError(f"`head` must be one of {HEADS}; received head={head!r}")
+        _check_int("head_units", head_units, 1)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1); received dropout={dropout!r}")
         if (input_mean is None) != (input_std is None):
@@ -121,11 +145,18 @@ class KumarCNN(keras.Model):
         x = keras.layers.Conv2D(head_filters, 2, padding="valid", name="head_conv")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name="head_bn")(x)
         x = keras.layers.ReLU(name="head_relu")(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(float(dropout), name="head_dropout")(x)
-        x = keras.layers.Conv2D(n_classes, 1, name="class_conv")(x)
         pool = keras.layers.GlobalMaxPooling2D if pooling == "max" else keras.layers.GlobalAveragePooling2D
-        logits = pool(name="logits")(x)
+        if head == "kumar":
+            if dropout > 0:
+                x = keras.layers.Dropout(float(dropout), name="head_dropout")(x)
+            x = keras.layers.Conv2D(n_classes, 1, name="class_conv")(x)
+            logits = pool(name="logits")(x)
+        else:
+            x = keras.layers.Conv2D(int(head_units), 1, activation="relu", name="ftex_conv")(x)
+            x = pool(name="ftex_pool")(x)
+            if dropout > 0:
+                x = keras.layers.Dropout(float(dropout), name="head_dropout")(x)
+            logits = keras.layers.Dense(n_classes, name="logits")(x)
         outputs = keras.layers.Activation("sigmoid" if multilabel else "softmax", name="prediction")(logits)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -139,6 +170,8 @@ class KumarCNN(keras.Model):
         self.dropout = float(dropout)
         self.input_mean = input_mean
         self.input_std = input_std
+        self.head = head
+        self.head_units = int(head_units)
 
     def get_config(self):
         return {
@@ -154,6 +187,8 @@ class KumarCNN(keras.Model):
             "dropout": self.dropout,
             "input_mean": self.input_mean,
             "input_std": self.input_std,
+            "head": self.head,
+            "head_units": self.head_units,
         }
 
     @classmethod
@@ -184,7 +219,9 @@ def load_pretrained_weights(model, path, skip_mismatch=()):
     Layers of ``model`` absent from the file keep their weights (e.g. a new
     ``class_conv`` when fine-tuning to another number of classes); to load every
     other layer while a present layer has a different shape, name it in
-    ``skip_mismatch``.
+    ``skip_mismatch`` (a layer named there may also be absent from ``model``: pass
+    ``("class_conv",)`` to load Kumar et al.'s AudioSet weights into ``head="ftex"``,
+    as the authors do).
 
     Args:
         model: a Keras model, typically :class:`KumarCNN`.
@@ -226,6 +263,8 @@ def load_pretrained_weights(model, path, skip_mismatch=()):
         if not arrays:
             continue
         if layer_name not in by_name:
+            if layer_name in skip_mismatch:  # e.g. AudioSet's class_conv into a head="ftex" model
+                continue
             raise ValueError(f"{path}: layer {layer_name!r} of the weights file is not a layer of {model.name!r}")
         layer = by_name[layer_name]
         current = layer.get_weights()

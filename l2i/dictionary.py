@@ -16,7 +16,7 @@ views, never concatenated in memory.
 import numpy as np
 
 from audiodata.errors import ParameterError
-from l2i.nmf import learn_dictionary
+from l2i.nmf import l1_from_sparsity, learn_dictionary
 
 __all__ = [
     "clip_spectrograms",
@@ -159,7 +159,10 @@ def learn_dataset_dictionary(dataset, logmag, rows, targets, config, seed=0):
     rows, targets : training rows and their targets
     config : dict
         ``n_components`` (ESC), ``n_noise``/``n_per_class``/``n_clips_per_class``
-        (SONYC-UST, OpenMIC), and NMF settings ``l1`` (mu of Eq. 6), ``n_iter``, ``tol``.
+        (SONYC-UST, OpenMIC), and NMF settings ``n_iter``, ``tol`` and the sparsity
+        weight: either ``sparsity`` (Le Roux et al.'s weight on ``1/2 ||X - WH||^2``,
+        the authors' ``sp0.8``; converted by :func:`l2i.nmf.l1_from_sparsity`) or
+        ``l1`` (ours, on ``||X - WH||^2``), not both.
     seed : int
 
     Returns
@@ -168,6 +171,10 @@ def learn_dataset_dictionary(dataset, logmag, rows, targets, config, seed=0):
     info : dict
     """
     nmf = {k: config[k] for k in ("l1", "n_iter", "tol") if k in config}
+    if "sparsity" in config:
+        if "l1" in config:
+            raise ParameterError("give the dictionary's `sparsity` (Le Roux et al.'s scale) or `l1` (ours), not both")
+        nmf["l1"] = l1_from_sparsity(config["sparsity"])
     if dataset in ("esc50", "esc10"):
         W, history = learn_from_clips(logmag, rows, int(config["n_components"]), seed=seed, **nmf)
         return W, {"histories": {"all": history}, "n_clips": int(len(rows))}

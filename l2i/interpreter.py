@@ -8,6 +8,8 @@ __all__ = ["L2IInterpreter", "build_interpreter", "THETAS"]
 
 #: Pooling of Theta: attention (L2I w/ Theta_ATT) or max over time (L2I w/ Theta_MAX), Sec. IV-C.
 THETAS = ("att", "max")
+#: Gate of the gated attention: the authors' ReLU (``explainer_v4``) or Ilse et al.'s sigmoid.
+_GATES = ("relu", "sigmoid")
 
 
 @keras.saving.register_keras_serializable(package="l2i")
@@ -28,8 +30,12 @@ class L2IInterpreter(keras.Model):
     ``R_+^{K x T}``, output ``(batch, K, T)``.
 
     **Theta** (Sec. III-D): ``theta="att"`` -- gated attention over time
-    (:class:`l2i.layers.GatedAttention`, one vector, or one per class when
-    ``class_specific_attention``), ``z = H a`` (:class:`l2i.layers.AttentionPooling`);
+    (:class:`l2i.layers.GatedAttention`: ``tanh(V h_t) * gate(U h_t)``, the gate a
+    ReLU as in the authors' ``explainer_v4``, or Ilse et al.'s sigmoid; one vector,
+    or one per class when ``class_specific_attention`` -- the paper's OpenMIC-2018
+    setting; ESC-50 and SONYC-UST use one vector). With ``attention_dropout`` the
+    attention branch reads ``dropout(H)`` (the authors: 0.4 on ESC-50) while the
+    pooling ``z = H a`` (:class:`l2i.layers.AttentionPooling`) uses ``H`` itself;
     ``theta="max"`` -- ``z = max_t H`` (Theta_MAX). Then a linear layer without bias
     and a softmax (multi-class) or sigmoid (multi-label).
 
@@ -67,8 +73,13 @@ class L2IInterpreter(keras.Model):
         hidden_layers: names of the classifier layers read by Psi (``f_I``).
         psi_channels: int, channels of Psi's convolutions (256).
         attention_units: int, hidden size of the attention (256).
-        class_specific_attention: bool, one attention vector per class
-            (default: ``multilabel`` with ``theta="att"``).
+        class_specific_attention: bool, one attention vector per class (default
+            False: one vector, as the paper's Theta and the authors' ESC-50 and
+            SONYC-UST models; the configs set True for OpenMIC-2018 only).
+        gate_activation: activation of the gate branch of the attention, ``"relu"``
+            (default, the authors' ``explainer_v4``) or ``"sigmoid"`` (Ilse et al.).
+        attention_dropout: float in [0, 1), dropout on ``H`` before the attention
+            branch only (default 0; the authors use 0.4 on ESC-50, none on SONYC-UST).
         **kwargs: ``name``, ``trainable``.
 
     Example:
@@ -98,7 +109,9 @@ class L2IInterpreter(keras.Model):
         hidden_layers=("block4", "block5", "block6"),
         psi_channels=256,
         attention_units=256,
-        class_specific_attention=None,
+        class_specific_attention=False,
+        gate_activation="relu",
+        attention_dropout=0.0,
         **kwargs,
     ):
         if not isinstance(classifier, keras.Model) or not hasattr(classifier, "inputs") or not classifier.inputs:
@@ -128,10 +141,14 @@ class L2IInterpreter(keras.Model):
         _check_int("n_frames", n_frames)
         _check_int("psi_channels", psi_channels)
         _check_int("attention_units", attention_units)
-        if class_specific_attention is None:
-            class_specific_attention = bool(multilabel) and theta == "att"
+        class_specific_attention = bool(class_specific_attention)
         if class_specific_attention and theta != "att":
             raise ValueError("`class_specific_attention` needs theta='att'")
+        if gate_activation not in _GATES:
+            raise ValueError(f"`gate_activation` must be one of {_GATES}; received {gate_activation!r}")
+        if isinstance(attention_dropout, bool) or not 0.0 <= float(attention_dropout) < 1.0:
+            raise ValueError(f"`attention_dropout` must be in [0, 1); received {attention_dropout!r}")
+        attention_dropout = float(attention_dropout)
 
         # ---------------------------------------------------------------- Psi
         inputs = classifier.inputs[0]
@@ -164,7 +181,11 @@ class L2IInterpreter(keras.Model):
         # ---------------------------------------------------------------- Theta
         if theta == "att":
             heads = n_classes if class_specific_attention else 1
-            attention = GatedAttention(units=attention_units, n_heads=heads, name="theta_attention")(activations)
+            attention_input = activations
+            if attention_dropout > 0:
+                attention_input = keras.layers.Dropout(attention_dropout, name="theta_dropout")(activations)
+            attention = GatedAttention(units=attention_units, n_heads=heads, gate_activation=gate_activation,
+                                       name="theta_attention")(attention_input)
             pooled = AttentionPooling(name="theta_pool")([activations, attention])
         else:
             pooled = keras.layers.GlobalMaxPooling1D(data_format="channels_first", name="theta_pool")(activations)
@@ -191,6 +212,8 @@ class L2IInterpreter(keras.Model):
         self.psi_channels = int(psi_channels)
         self.attention_units = int(attention_units)
         self.class_specific_attention = bool(class_specific_attention)
+        self.gate_activation = gate_activation
+        self.attention_dropout = attention_dropout
 
     def get_config(self):
         return {
@@ -206,12 +229,20 @@ class L2IInterpreter(keras.Model):
             "psi_channels": self.psi_channels,
             "attention_units": self.attention_units,
             "class_specific_attention": self.class_specific_attention,
+            "gate_activation": self.gate_activation,
+            "attention_dropout": self.attention_dropout,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        # Interpreters saved before these options existed: sigmoid gate, no dropout, and
+        # class-specific attention whenever multi-label with theta="att" (the old default).
+        config.setdefault("gate_activation", "sigmoid")
+        config.setdefault("attention_dropout", 0.0)
+        if config.get("class_specific_attention") is None:
+            config["class_specific_attention"] = bool(config.get("multilabel")) and config.get("theta") == "att"
         return cls(**config)
 
     @property
@@ -245,7 +276,8 @@ def build_interpreter(classifier, dictionary, n_classes=None, theta="att", multi
         dictionary: array ``(F, K)``.
         n_classes: int (default: the classifier's output size).
         theta: ``"att"`` (Theta_ATT) or ``"max"`` (Theta_MAX).
-        multilabel: bool, sigmoid outputs and class-specific attention.
+        multilabel: bool, sigmoid outputs (class-specific attention: pass
+            ``class_specific_attention=True``).
         **kwargs: other :class:`L2IInterpreter` arguments.
 
     Returns:
@@ -257,7 +289,7 @@ def build_interpreter(classifier, dictionary, n_classes=None, theta="att", multi
     >>> from l2i.classifier import KumarCNN
     >>> f = KumarCNN(n_classes=2, n_frames=128, filters=(2, 2, 4, 4, 8, 8), head_filters=8)
     >>> g = build_interpreter(f, np.ones((513, 4), "float32"), theta="max", psi_channels=8)
-    >>> g.get_layer("theta_linear").kernel.shape
+    >>> tuple(g.get_layer("theta_linear").kernel.shape)
     (4, 2)
     """
     return L2IInterpreter(classifier, dictionary, n_classes=n_classes, theta=theta, multilabel=multilabel, **kwargs)

@@ -5,9 +5,18 @@ classifier's output ``f(x)``) uses each dataset's classification metric with
 the classifier's output as ground truth:
 
 * ESC-50 (multi-class): :func:`top_k_fidelity`.
-* SONYC-UST (multi-label, unbalanced): :func:`auprc` (macro and micro) and
-  :func:`max_f1`, with class 'non-machinery-impact' left out via ``ignore``.
+* SONYC-UST (multi-label, unbalanced): the authors' AUPRC, :func:`threshold_auprc`
+  (macro and micro) and :func:`threshold_max_f1`: a precision-recall curve over the 11
+  thresholds :data:`PRC_THRESHOLDS` of the interpreter's output, targets ``f(x)``
+  binarised with the per-class thresholds :data:`SONYC_UST_TARGET_THRESHOLDS`, class
+  'non-machinery-impact' left out of the macro average. Also reported (keys ``*_ap``):
+  scikit-learn's average precision :func:`auprc` and :func:`max_f1` with ``f``
+  binarised at 0.5 and 'non-machinery-impact' left out of all three.
 * OpenMIC-2018 (multi-label, partially annotated): :func:`weighted_f1`.
+
+:func:`fidelity_scores` and :func:`task_scores` pick each dataset's metrics; training
+(``l2i.training``), evaluation (``l2i.pipeline.evaluate_run``) and the baselines all
+call them, so every table reads one definition.
 
 For the multi-label metrics, binarise the classifier's probabilities with
 :func:`binarize` to get the targets.
@@ -15,10 +24,13 @@ For the multi-label metrics, binarise the classifier's probabilities with
 Faithfulness (Sec. IV-C, Eq. 7) removes the relevant components from the input
 and measures the drop of the classifier's probability for the interpreted class:
 ``FF_x = f(x)_c - f(x_2)_c`` with ``x_2 = INV(X - sum_{l in L} X_l, P_x)``.
-:func:`faithfulness` computes it for one sample, :func:`faithfulness_sweep` for
-several thresholds ``tau`` at once, :func:`random_baseline` for the Random
-Baseline (as many components removed, drawn at random among the non-relevant
-ones), and :func:`ff_median` gives ``FF_median`` over a set (per class if asked).
+:func:`removal_drops` computes it for several (class, component set) pairs of one
+input with one call of the classifier; :func:`faithfulness` (one sample),
+:func:`faithfulness_sweep` (several thresholds ``tau``) and :func:`random_baseline`
+are built on it. The Random Baseline removes :func:`random_baseline_size` components
+(the mean ``|L_{c,x}|``, rounded, per class for multi-label data) drawn by
+:func:`random_baseline_components` among the non-relevant ones, and :func:`ff_median`
+gives ``FF_median`` over a set (per class if asked).
 
 The classifier enters only as a plain callable ``classify(batch) -> probs``
 taking audio [shape=(B, n)] and returning probabilities [shape=(B, n_classes)]
@@ -34,6 +46,9 @@ References
   instrument recognition", ISMIR 2018 (per-instrument F1 weighted over the
   positive and negative class, on annotated labels only).
 - Cartwright et al., "SONYC Urban Sound Tagging", DCASE 2019/2020 Task 5 (AUPRC).
+- The authors' code, github.com/jayneelparekh/L2I-code, ``audint_posthoc.py``: ``test()``
+  (l. 680-764: 11 thresholds l. 689-691, f binarised with ``class_thresh`` l. 719) and
+  ``calc_PRC_metrics`` (l. 983-999); ``class_thresh`` for SONYC-UST at l. 119.
 """
 import warnings
 
@@ -44,17 +59,42 @@ from audiodata.errors import ParameterError
 from .interpretation import _check_components, _check_spectrogram, relevant_components, removal_audio
 
 __all__ = [
+    "IGNORED_CLASSES",
+    "PRC_THRESHOLDS",
+    "SONYC_UST_TARGET_THRESHOLDS",
     "auprc",
     "binarize",
     "faithfulness",
     "faithfulness_sweep",
     "ff_median",
+    "fidelity_scores",
+    "ignored_classes",
     "max_f1",
     "random_baseline",
+    "random_baseline_components",
+    "random_baseline_size",
     "random_components",
+    "removal_drops",
+    "target_thresholds",
+    "task_scores",
+    "threshold_auprc",
+    "threshold_max_f1",
     "top_k_fidelity",
     "weighted_f1",
 ]
+
+#: Classes left out of the class-wise fidelity metrics (macro-AUPRC) and of faithfulness (Sec. V-A).
+IGNORED_CLASSES = {"sonyc_ust": ("non-machinery-impact",)}
+#: Thresholds on the interpreter's probabilities along the authors' precision-recall curve, in decreasing
+#: order (audint_posthoc.py, ``test()``, l. 689-691).
+PRC_THRESHOLDS = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
+#: Per-class thresholds turning f's probabilities into the SONYC-UST fidelity targets (``f(x)_c > t_c``):
+#: the authors' ``class_thresh`` of audint_posthoc.py l. 119, used by ``test()`` (l. 719), which prints the
+#: fidelity AUPRCs. (l. 1311 sets the last one, 'dog', to 0.5 for the faithfulness evaluation only.)
+SONYC_UST_TARGET_THRESHOLDS = {"engine": 0.6, "machinery-impact": 0.6, "non-machinery-impact": 0.5,
+                               "powered-saw": 0.6, "alert-signal": 0.5, "music": 0.6, "human-voice": 0.6,
+                               "dog": 0.6}
+_TARGET_THRESHOLDS = {"sonyc_ust": SONYC_UST_TARGET_THRESHOLDS}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -125,7 +165,7 @@ def top_k_fidelity(classifier_probs, interpreter_probs, k=1):
     return float(np.mean(rank < k))
 
 
-def auprc(y_true, y_score, average="macro", ignore=()):
+def auprc(y_true, y_score, average="macro", ignore=(), mask=None):
     """Area under the precision-recall curve (average precision, scikit-learn).
 
     Parameters
@@ -138,12 +178,15 @@ def auprc(y_true, y_score, average="macro", ignore=()):
         'macro': mean of the per-class AP; 'micro': AP of all (sample, class) pairs pooled.
     ignore : sequence of int
         Classes left out entirely (SONYC-UST: 'non-machinery-impact', Sec. V-A).
+    mask : np.ndarray [shape=(N, n_classes)] of bool, optional
+        Which (sample, class) labels count (the annotated ones); all by default.
 
     Returns
     -------
     auprc : float
-        For 'macro', classes without a positive sample (AP undefined) are left
-        out with a warning naming them.
+        For 'macro', classes without an (annotated) positive sample (AP undefined)
+        are left out with a warning naming them; a class whose samples are all
+        positive has AP 1. :class:`ParameterError` when no class has a positive.
     """
     from sklearn.metrics import average_precision_score
 
@@ -151,19 +194,121 @@ def auprc(y_true, y_score, average="macro", ignore=()):
         raise ParameterError(f"average must be 'macro' or 'micro', got {average!r}")
     y_score = _as_matrix(y_score, "y_score")
     y_true = _check_binary(_as_matrix(y_true, "y_true", *y_score.shape), "y_true")
+    mask = np.ones(y_true.shape, dtype=bool) if mask is None else _as_matrix(mask, "mask", *y_true.shape).astype(bool)
     keep = _kept_classes(y_true.shape[1], ignore)
-    y_true, y_score = y_true[:, keep], y_score[:, keep]
+    y_true, y_score, mask = y_true[:, keep], y_score[:, keep], mask[:, keep]
     if average == "micro":
-        if not y_true.any():
+        if not y_true[mask].any():
             raise ParameterError("micro-AUPRC is undefined: no positive label in y_true")
-        return float(average_precision_score(y_true.ravel(), y_score.ravel()))
-    has_pos = y_true.any(axis=0)
+        return float(average_precision_score(y_true[mask], y_score[mask]))
+    has_pos = np.array([y_true[mask[:, j], j].any() for j in range(y_true.shape[1])], dtype=bool)
     if not has_pos.any():
         raise ParameterError("macro-AUPRC is undefined: no class has a positive label in y_true")
     if not has_pos.all():
         warnings.warn(f"classes {keep[~has_pos].tolist()} have no positive sample; left out of macro-AUPRC",
                       stacklevel=2)
-    return float(np.mean([average_precision_score(y_true[:, j], y_score[:, j]) for j in np.flatnonzero(has_pos)]))
+    return float(np.mean([average_precision_score(y_true[mask[:, j], j], y_score[mask[:, j], j])
+                          for j in np.flatnonzero(has_pos)]))
+
+
+def _threshold_counts(y_true, y_score, thresholds):
+    """tp, fp, fn [shape=(n_thresholds, n_classes)] of the decisions ``y_score > t`` against ``y_true``."""
+    pred = y_score[None, :, :] > np.asarray(thresholds, dtype=np.float64)[:, None, None]
+    pos = y_true.astype(bool)[None, :, :]
+    return (pred & pos).sum(axis=1), (pred & ~pos).sum(axis=1), (~pred & pos).sum(axis=1)
+
+
+def _area(recall, precision):
+    """Trapezoidal area under the curve through (0, 1), the points, (1, 0) (the authors' ``auc`` call)."""
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[1.0], precision, [0.0]])
+    return float(np.sum(np.diff(r) * (p[1:] + p[:-1]) / 2.0))
+
+
+def _check_thresholds(thresholds):
+    t = np.sort(np.asarray(thresholds, dtype=np.float64).ravel())[::-1]
+    if t.size == 0 or not np.all((t >= 0) & (t <= 1)):
+        raise ParameterError(f"thresholds must be numbers in [0, 1], got {thresholds!r}")
+    return t
+
+
+def threshold_auprc(y_true, y_score, average="macro", thresholds=PRC_THRESHOLDS, ignore=()):
+    """The authors' AUPRC: a precision-recall curve through a few thresholds, trapezoidal area (SONYC-UST fidelity).
+
+    As ``calc_PRC_metrics`` of the authors' ``audint_posthoc.py`` (l. 983-999) on the counts of
+    ``test()`` (l. 719-729): for each threshold ``t`` (decreasing), the decisions ``y_score > t``
+    give true/false positives and false negatives against ``y_true``; precision
+    ``(tp + 1e-9) / (tp + fp + 1e-9)`` (1 when nothing is predicted), recall ``tp / (tp + fn)``;
+    the points are framed by (recall 0, precision 1) and (recall 1, precision 0) and the area
+    is taken with the trapezoidal rule. 'micro' pools the counts over the classes (with
+    ``1e-9`` added to the numerator and denominators of both precision and recall, as the
+    authors do); 'macro' averages the per-class areas.
+
+    Parameters
+    ----------
+    y_true : np.ndarray [shape=(N, n_classes)], {0, 1}
+        Targets (for fidelity: f's output binarised per class, :func:`target_thresholds`).
+    y_score : np.ndarray [shape=(N, n_classes)]
+        The interpreter's probabilities.
+    average : {'macro', 'micro'}
+    thresholds : sequence of float in [0, 1]
+        Default: the authors' 11, :data:`PRC_THRESHOLDS`.
+    ignore : sequence of int
+        Classes left out (the authors' code keeps them all; the paper drops SONYC-UST's
+        'non-machinery-impact' from the macro average).
+
+    Returns
+    -------
+    auprc : float in [0, 1]
+        For 'macro', classes without a positive target are left out with a warning (the
+        authors' recall is 0/0 = NaN there, which makes their mean NaN);
+        :class:`ParameterError` when no (kept) class has one.
+    """
+    if average not in ("macro", "micro"):
+        raise ParameterError(f"average must be 'macro' or 'micro', got {average!r}")
+    y_score = _as_matrix(y_score, "y_score")
+    y_true = _check_binary(_as_matrix(y_true, "y_true", *y_score.shape), "y_true")
+    keep = _kept_classes(y_true.shape[1], ignore)
+    tp, fp, fn = _threshold_counts(y_true[:, keep], y_score[:, keep], _check_thresholds(thresholds))
+    has_pos = (tp + fn)[0] > 0
+    if not has_pos.any():
+        raise ParameterError(f"{average}-AUPRC is undefined: no positive label in y_true")
+    if average == "micro":
+        tp, fp, fn = tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1)
+        return _area((tp + 1e-9) / (tp + fn + 1e-9), (tp + 1e-9) / (tp + fp + 1e-9))
+    if not has_pos.all():
+        warnings.warn(f"classes {keep[~has_pos].tolist()} have no positive sample; left out of macro-AUPRC",
+                      stacklevel=2)
+    precision = (tp + 1e-9) / (tp + fp + 1e-9)
+    recall = tp[:, has_pos] / (tp[:, has_pos] + fn[:, has_pos])
+    return float(np.mean([_area(recall[:, i], precision[:, has_pos][:, i]) for i in range(recall.shape[1])]))
+
+
+def threshold_max_f1(y_true, y_score, thresholds=PRC_THRESHOLDS, ignore=()):
+    """The authors' max-F1: the largest micro F1 over the points of :func:`threshold_auprc`'s micro curve.
+
+    ``calc_PRC_metrics`` (l. 994-999): ``F1 = 2 P R / (P + R)`` on the pooled precision and
+    recall of each threshold (the framing points give 0), maximum over thresholds.
+
+    Parameters
+    ----------
+    y_true, y_score, thresholds, ignore
+        As in :func:`threshold_auprc`.
+
+    Returns
+    -------
+    f1 : float in [0, 1]
+    """
+    y_score = _as_matrix(y_score, "y_score")
+    y_true = _check_binary(_as_matrix(y_true, "y_true", *y_score.shape), "y_true")
+    keep = _kept_classes(y_true.shape[1], ignore)
+    tp, fp, fn = (c.sum(axis=1) for c in _threshold_counts(y_true[:, keep], y_score[:, keep],
+                                                          _check_thresholds(thresholds)))
+    if not (tp + fn)[0] > 0:
+        raise ParameterError("max-F1 is undefined: no positive label in y_true")
+    p = (tp + 1e-9) / (tp + fp + 1e-9)
+    r = (tp + 1e-9) / (tp + fn + 1e-9)
+    return float(np.max(2 * p * r / (p + r)))
 
 
 def max_f1(y_true, y_score, average="micro", ignore=()):
@@ -261,15 +406,121 @@ def weighted_f1(y_true, y_pred, mask=None, ignore=(), return_per_class=False):
     return (result, per_class) if return_per_class else result
 
 
+# --------------------------------------------------------------------------- each dataset's scores
+def ignored_classes(dataset, classes):
+    """Indices of ``classes`` left out of the class-wise fidelity metrics and of faithfulness (Sec. V-A)."""
+    names = IGNORED_CLASSES.get(dataset, ())
+    return tuple(i for i, c in enumerate(classes) if c in names)
+
+
+def target_thresholds(dataset, classes):
+    """Per-class thresholds [shape=(n_classes,)] binarising ``f``'s output into fidelity targets.
+
+    SONYC-UST: :data:`SONYC_UST_TARGET_THRESHOLDS` (the authors'); other datasets, or
+    class names not in it: 0.5.
+    """
+    table = _TARGET_THRESHOLDS.get(dataset, {})
+    return np.array([table.get(c, 0.5) for c in classes], dtype=np.float64)
+
+
+def _safe(function, *args, **kwargs):
+    """A metric, or NaN when it is undefined on this (small) set."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(function(*args, **kwargs))
+    except (ParameterError, ValueError):
+        return float("nan")
+
+
+def task_scores(dataset, classes, multilabel, labels, probabilities, prefix=""):
+    """The dataset's classification metric of ``probabilities`` against ``labels`` (Tables I, VIII).
+
+    * multi-class: ``accuracy`` (argmax against argmax);
+    * OpenMIC-2018: ``weighted_f1`` on the annotated labels, probabilities > 0.5;
+    * SONYC-UST and other multi-label data: ``macro_auprc``, ``micro_auprc`` (:func:`auprc`,
+      every class, annotated labels only).
+
+    Parameters
+    ----------
+    dataset : str
+    classes : sequence of str
+    multilabel : bool
+    labels : np.ndarray [shape=(N, n_classes)]
+        0/1 (or one-hot) targets, NaN = not annotated.
+    probabilities : np.ndarray [shape=(N, n_classes)]
+    prefix : str
+        Prepended to every key.
+
+    Returns
+    -------
+    dict of float
+        NaN where a metric is undefined on this set.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if not multilabel:
+        return {f"{prefix}accuracy": float(np.mean(p.argmax(1) == np.nan_to_num(labels).argmax(1)))}
+    known = ~np.isnan(labels)
+    y = np.nan_to_num(labels).astype(int)
+    if dataset == "openmic":
+        return {f"{prefix}weighted_f1": _safe(weighted_f1, y, binarize(p), mask=known)}
+    return {f"{prefix}macro_auprc": _safe(auprc, y, p, "macro", mask=known),
+            f"{prefix}micro_auprc": _safe(auprc, y, p, "micro", mask=known)}
+
+
+def fidelity_scores(dataset, classes, multilabel, f, g, ks=(1, 5)):
+    """Fidelity of the interpreter's output ``g`` to the classifier's ``f`` (Sec. IV-C, Table IV).
+
+    * multi-class: ``top<k>`` for each ``k`` of ``ks`` (:func:`top_k_fidelity`, fraction in [0, 1]);
+    * OpenMIC-2018: ``weighted_f1`` of ``g > 0.5`` against ``f > 0.5`` (all labels);
+    * SONYC-UST (and other multi-label data), the authors' metric: ``macro_auprc``,
+      ``micro_auprc`` (:func:`threshold_auprc`) and ``max_f1`` (:func:`threshold_max_f1`)
+      with targets ``f > t_c`` (:func:`target_thresholds`), the ignored classes
+      (:func:`ignored_classes`) left out of the macro average only; and ours, with the
+      suffix ``_ap``: ``macro_auprc_ap``, ``micro_auprc_ap`` (:func:`auprc`, average
+      precision) and ``max_f1_ap`` (:func:`max_f1`, micro) with targets ``f > 0.5`` and the
+      ignored classes left out of all three.
+
+    Parameters
+    ----------
+    dataset : str
+    classes : sequence of str
+    multilabel : bool
+    f, g : np.ndarray [shape=(N, n_classes)]
+        Probabilities of the classifier and of the interpreter.
+    ks : sequence of int
+        The ``k`` of top-k fidelity (those larger than ``n_classes`` are skipped).
+
+    Returns
+    -------
+    dict of float
+        NaN where a metric is undefined on this set.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    if not multilabel:
+        return {f"top{k}": top_k_fidelity(f, g, k) for k in ks if k <= f.shape[1]}
+    if dataset == "openmic":
+        return {"weighted_f1": _safe(weighted_f1, binarize(f), binarize(g))}
+    ignore = ignored_classes(dataset, classes)
+    target = binarize(f, target_thresholds(dataset, classes))
+    ours = binarize(f)
+    return {"macro_auprc": _safe(threshold_auprc, target, g, "macro", ignore=ignore),
+            "micro_auprc": _safe(threshold_auprc, target, g, "micro"),
+            "max_f1": _safe(threshold_max_f1, target, g),
+            "macro_auprc_ap": _safe(auprc, ours, g, "macro", ignore=ignore),
+            "micro_auprc_ap": _safe(auprc, ours, g, "micro", ignore=ignore),
+            "max_f1_ap": _safe(max_f1, ours, g, "micro", ignore=ignore)}
+
+
 # --------------------------------------------------------------------------- faithfulness
-def _class_probability(classify, signals, c):
+def _probabilities(classify, signals):
     probs = np.asarray(classify(np.stack(signals).astype(np.float32)))
     if probs.ndim != 2 or probs.shape[0] != len(signals):
         raise ParameterError(f"classify must return probabilities of shape ({len(signals)}, n_classes), "
                              f"got {probs.shape}")
-    if not 0 <= c < probs.shape[1]:
-        raise ParameterError(f"class c={c} outside [0, {probs.shape[1]})")
-    return probs[:, c].astype(np.float64)
+    return probs.astype(np.float64)
 
 
 def _reference_audio(x, X, phase, stft):
@@ -289,6 +540,47 @@ def _reference_audio(x, X, phase, stft):
 def _stft_kwargs(n_fft, hop_length, win_length, window, center, length, mask_domain, eps):
     return dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center,
                 length=length, mask_domain=mask_domain, eps=eps)
+
+
+def removal_drops(classify, X, phase, W, H, requests, *, x=None, n_fft=1024, hop_length=512, win_length=None,
+                  window="hann", center=True, length=None, mask_domain="logmag", eps=1e-10):
+    """``FF_x = f(x)_c - f(x_2)_c`` (Eq. 7) for several ``(c, components)`` pairs of one input, one ``classify`` call.
+
+    ``x_2 = INV(X - sum_{l in L} X_l, P_x)`` (:func:`l2i.interpretation.removal_audio`) is
+    synthesised once per distinct component set, in the order the sets first appear; the
+    batch ``[x] + [x_2 ...]`` is classified at once.
+
+    Parameters
+    ----------
+    classify : callable
+        ``classify(audio [shape=(B, n)]) -> probabilities [shape=(B, n_classes)]``.
+    X, phase : np.ndarray [shape=(T, F)]
+        Input log-magnitude spectrogram and phase, time first.
+    W : np.ndarray [shape=(F, K)]
+    H : np.ndarray [shape=(K, T)]
+    requests : sequence of (int, sequence of int)
+        ``(c, L)``: the class whose probability drop is measured and the components removed.
+    x : np.ndarray [shape=(n,)], optional
+        The input audio for ``f(x)``; by default ``INV(X, P_x)`` (see :func:`faithfulness`).
+    n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+        As in :func:`l2i.interpretation.interpret` (``length`` defaults to ``x.size`` when ``x`` is given).
+
+    Returns
+    -------
+    ff : np.ndarray [shape=(len(requests),)], float64
+    """
+    stft = _stft_kwargs(n_fft, hop_length, win_length, window, center, length, mask_domain, eps)
+    X = _check_spectrogram(X, W, phase)
+    x_ref, stft = _reference_audio(x, X, phase, stft)
+    requests = [(int(c), tuple(int(k) for k in np.asarray(comps, dtype=int).ravel())) for c, comps in requests]
+    unique = list(dict.fromkeys(s for _, s in requests))
+    signals = [x_ref] + [removal_audio(X, phase, W, H, list(s), **stft) for s in unique]
+    probs = _probabilities(classify, signals)
+    position = {s: i + 1 for i, s in enumerate(unique)}
+    for c, _ in requests:
+        if not 0 <= c < probs.shape[1]:
+            raise ParameterError(f"class c={c} outside [0, {probs.shape[1]})")
+    return np.array([probs[0, c] - probs[position[s], c] for c, s in requests], dtype=np.float64)
 
 
 def faithfulness(classify, X, phase, W, H, components, c, *, x=None, n_fft=1024, hop_length=512,
@@ -323,12 +615,10 @@ def faithfulness(classify, X, phase, W, H, components, c, *, x=None, n_fft=1024,
     -------
     ff : float in [-1, 1]
     """
-    stft = _stft_kwargs(n_fft, hop_length, win_length, window, center, length, mask_domain, eps)
-    X = _check_spectrogram(X, W, phase)
-    x_ref, stft = _reference_audio(x, X, phase, stft)
-    x_2 = removal_audio(X, phase, W, H, components, **stft)
-    p = _class_probability(classify, [x_ref, x_2], int(c))
-    return float(p[0] - p[1])
+    components = _check_components(list(components), np.shape(W)[1])
+    return float(removal_drops(classify, X, phase, W, H, [(c, components)], x=x, n_fft=n_fft,
+                               hop_length=hop_length, win_length=win_length, window=window, center=center,
+                               length=length, mask_domain=mask_domain, eps=eps)[0])
 
 
 def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, x=None, n_fft=1024, hop_length=512,
@@ -355,18 +645,14 @@ def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, x=None, n_fft=10
     n_removed : np.ndarray [shape=(len(taus),)], int
         ``|L_{c,x}|`` at each threshold (its mean sets the Random Baseline's size).
     """
-    stft = _stft_kwargs(n_fft, hop_length, win_length, window, center, length, mask_domain, eps)
-    X = _check_spectrogram(X, W, phase)
     r = np.asarray(r)
     if r.shape != (np.shape(W)[1],):
         raise ParameterError(f"r must have shape (K={np.shape(W)[1]},), got {r.shape}")
-    x_ref, stft = _reference_audio(x, X, phase, stft)
-    sets = [tuple(relevant_components(r, tau).tolist()) for tau in np.atleast_1d(taus)]
-    unique = list(dict.fromkeys(sets))
-    signals = [x_ref] + [removal_audio(X, phase, W, H, list(s), **stft) for s in unique]
-    p = _class_probability(classify, signals, int(c))
-    drop = {s: p[0] - p[i + 1] for i, s in enumerate(unique)}
-    return np.array([drop[s] for s in sets]), np.array([len(s) for s in sets])
+    sets = [relevant_components(r, tau) for tau in np.atleast_1d(taus)]
+    ff = removal_drops(classify, X, phase, W, H, [(c, s) for s in sets], x=x, n_fft=n_fft, hop_length=hop_length,
+                       win_length=win_length, window=window, center=center, length=length,
+                       mask_domain=mask_domain, eps=eps)
+    return ff, np.array([len(s) for s in sets])
 
 
 def random_components(n_components, size, exclude=(), seed=None):
@@ -394,6 +680,56 @@ def random_components(n_components, size, exclude=(), seed=None):
     return np.sort(np.random.default_rng(seed).choice(pool, size=int(size), replace=False))
 
 
+def random_baseline_size(n_removed, classes=None):
+    """How many components the Random Baseline removes: the mean ``|L_{c,x}|``, rounded (Sec. IV-C).
+
+    Parameters
+    ----------
+    n_removed : np.ndarray [shape=(N,)] of int
+        ``|L_{c,x}|`` of every interpretation (one threshold ``tau``).
+    classes : np.ndarray [shape=(N,)] of int, optional
+        The interpreted class of each; if given (multi-label data), one size per class,
+        the mean over that class's interpretations.
+
+    Returns
+    -------
+    size : int, or dict {class: int} if ``classes`` is given
+        ``int(round(mean))`` (Python's rounding: halves to even); 0 for an empty set.
+    """
+    n_removed = np.asarray(n_removed, dtype=np.float64).ravel()
+    if classes is None:
+        return int(round(n_removed.mean())) if n_removed.size else 0
+    classes = np.asarray(classes).ravel()
+    if classes.shape != n_removed.shape:
+        raise ParameterError(f"classes must have shape {n_removed.shape}, got {classes.shape}")
+    return {int(c): int(round(n_removed[classes == c].mean())) for c in np.unique(classes)}
+
+
+def random_baseline_components(n_components, n_remove, relevant, seed=None):
+    """The components the Random Baseline removes: ``n_remove`` drawn among the non-relevant ones (Sec. IV-C).
+
+    Fewer when fewer than ``n_remove`` components are not in ``relevant`` (then all of them).
+
+    Parameters
+    ----------
+    n_components : int
+        ``K``.
+    n_remove : int >= 0
+        :func:`random_baseline_size`.
+    relevant : sequence of int
+        ``L_{c,x}``, never drawn.
+    seed : int, np.random.Generator or None
+        A Generator is advanced (successive calls draw differently).
+
+    Returns
+    -------
+    components : np.ndarray [shape=(min(n_remove, K - |relevant|),)] of int, sorted
+    """
+    relevant = _check_components(list(relevant), n_components)
+    size = min(int(n_remove), n_components - relevant.size)
+    return random_components(n_components, size, exclude=relevant, seed=seed)
+
+
 def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, seed=None, x=None, n_fft=1024,
                     hop_length=512, win_length=None, window="hann", center=True, length=None,
                     mask_domain="logmag", eps=1e-10):
@@ -407,7 +743,8 @@ def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, see
         ``L_{c,x}``; these are never removed.
     n_remove : int, optional
         How many components to remove; the paper uses the mean ``|L_{c,x}|`` over
-        the test set (per class for multi-label data).  Default ``len(relevant)``.
+        the test set (per class for multi-label data, :func:`random_baseline_size`).
+        Default ``len(relevant)``. Capped at the number of non-relevant components.
     seed : int, np.random.Generator or None
     n_fft, hop_length, win_length, window, center, length, mask_domain, eps
         As in :func:`faithfulness`.
@@ -419,7 +756,7 @@ def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, see
         The components drawn.
     """
     n_remove = len(relevant) if n_remove is None else n_remove
-    removed = random_components(np.shape(W)[1], n_remove, exclude=relevant, seed=seed)
+    removed = random_baseline_components(np.shape(W)[1], n_remove, relevant, seed=seed)
     ff = faithfulness(classify, X, phase, W, H, removed, c, x=x, n_fft=n_fft, hop_length=hop_length,
                       win_length=win_length, window=window, center=center, length=length,
                       mask_domain=mask_domain, eps=eps)
@@ -442,12 +779,18 @@ def ff_median(ff, classes=None, ignore=()):
     Returns
     -------
     median : float or np.ndarray [shape=(n_taus,)], or dict {class: median} if ``classes`` is given
+        NaN for an empty set (or only NaN values).
     """
     ff = np.asarray(ff, dtype=np.float64)
     if ff.ndim not in (1, 2):
         raise ParameterError(f"ff must have shape (N,) or (N, n_taus), got {ff.shape}")
     if classes is None:
-        median = np.nanmedian(ff, axis=0)
+        if ff.shape[0] == 0:
+            median = np.full(ff.shape[1:], np.nan)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
+                median = np.nanmedian(ff, axis=0)
         return float(median) if ff.ndim == 1 else median
     classes = np.asarray(classes)
     if classes.shape != (ff.shape[0],):

@@ -47,6 +47,21 @@ the normalisation into the gradient, has no monotonicity guarantee.  The cost
 per iteration is the same as Lee-Seung's: the extra term ``W diag(||h_k||_1)``
 is ``O(F K)``.
 
+Scale of the sparsity weight
+----------------------------
+Our ``l1`` weighs ``||H||_1`` against the *full* squared error ``||X - W H||_F^2``.
+Le Roux et al.'s sparse NMF (their ``sparse_nmf.m`` and its Python ports), which
+the L2I authors' dictionary files name ``sp<sparsity>`` (``initW_..._sp0.8_...``),
+uses the H update ``H <- H * (W^T X) / (W^T W H + sparsity)`` for the Euclidean
+cost.  The ratio ``[grad]_- / [grad]_+`` of that update is the gradient of
+``1/2 ||X - W H||^2 + sparsity * ||H||_1`` (gradient ``W^T (W H - X) + sparsity``);
+for ``||X - W H||^2 + l1 ||H||_1`` it is ``2 W^T (W H - X) + l1``, i.e. our
+``l1 / 2`` above.  The two updates coincide, and have the same fixed points, when
+``l1 = 2 * sparsity`` (:func:`l1_from_sparsity`).  Le Roux's code *reports*
+``sum((X - WH)^2) + sparsity * sum(H)`` as its objective, but what it minimises is
+set by the updates.  So the authors' ``sp0.8`` is our ``l1 = 1.6``; the L2I configs
+give ``dictionary.sparsity: 0.8`` and :mod:`l2i.dictionary` converts it.
+
 Streaming
 ---------
 Every step touches ``X`` only through ``W^T X_c`` and ``X_c H_c^T`` for blocks
@@ -78,6 +93,7 @@ import numpy as np
 from audiodata.errors import ParameterError
 
 __all__ = [
+    "l1_from_sparsity",
     "learn_dictionary",
     "nmf_activations",
     "nmf_objective",
@@ -88,6 +104,21 @@ __all__ = [
 #: Tolerance on ``| ||w_k|| - 1 |`` for a fixed block to count as unit-norm.
 _UNIT_NORM_ATOL = 1e-3
 _DTYPES = ("float32", "float64")
+
+
+def l1_from_sparsity(sparsity):
+    """Our ``l1`` (on ``||X - WH||^2``) for Le Roux et al.'s ``sparsity`` (on ``1/2 ||X - WH||^2``).
+
+    ``l1 = 2 * sparsity``: see "Scale of the sparsity weight" in the module docstring.
+    The L2I authors' dictionaries ``..._sp0.8_...`` correspond to ``l1 = 1.6``.
+
+    >>> l1_from_sparsity(0.8)
+    1.6
+    """
+    sparsity = float(sparsity)
+    if not (np.isfinite(sparsity) and sparsity >= 0):
+        raise ParameterError(f"sparsity must be a finite number >= 0, got {sparsity!r}")
+    return 2.0 * sparsity
 
 
 def nmf_objective(X, W, H, l1=0.0):

@@ -65,7 +65,12 @@ DEFAULT_TAUS = (0.1, 0.3, 0.5, 0.7, 0.9)
 #: a clip of another class at 0 dB.
 CORRUPTIONS = ("none", "noise", "mix")
 #: Classes left out of the fidelity AUPRCs and faithfulness (Sec. V-A).
-IGNORED_CLASSES = {"sonyc_ust": ("non-machinery-impact",)}
+from l2i.metrics import IGNORED_CLASSES  # noqa: E402  (defined once, in l2i.metrics)
+#: OpenMIC-2018's 20 instruments in the order of its ``class-map.json`` (fixed by the dataset; the loader reads
+#: them from the data folder, so its class attribute is empty until a folder is opened).
+OPENMIC_CLASSES = ("accordion", "banjo", "bass", "cello", "clarinet", "cymbals", "drums", "flute", "guitar",
+                   "mallet_percussion", "mandolin", "organ", "piano", "saxophone", "synthesizer", "trombone",
+                   "trumpet", "ukulele", "violin", "voice")
 _RUN_PATTERN = re.compile(r"l2i/(?P<dataset>[^/]+)/fold(?P<fold>\d+)/seed(?P<seed>\d+)/(?P<system>[^/]+)")
 
 
@@ -90,7 +95,12 @@ def dataset_classes(dataset):
         return tuple(CLASSES[t] for t in ESC10_TARGETS)
     if dataset not in DATASETS:
         raise ParameterError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
-    return tuple(DATASETS[dataset][0].classes)
+    classes = tuple(getattr(DATASETS[dataset][0], "classes", None) or ())
+    if not classes and dataset == "openmic":
+        return OPENMIC_CLASSES
+    if not classes:
+        raise ParameterError(f"{dataset}: its class names come from the data folder; pass them explicitly")
+    return classes
 
 
 # --------------------------------------------------------------------------- a trained run
@@ -269,13 +279,16 @@ def class_index(run, name):
 
 
 # --------------------------------------------------------------------------- one clip
-def load_clip(path, sr=44100, duration=5.0, start=0.0):
+def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False):
     """Any audio file as one mono clip of ``duration`` seconds at ``sr`` Hz.
 
     The file is decoded (WAV, FLAC, OGG), mixed down to mono by averaging the
     channels, resampled to ``sr``, and the window ``[start, start + duration)``
     is kept (zero-padded at the end when the file is shorter). Longer files: pick
-    the window with ``start``.
+    the window with ``start``. Then, with ``peak_normalize``, the window is divided
+    by its peak exactly as the training clips were
+    (:func:`audiodata.features.extract.peak_normalize`; pass the run's
+    ``logmag_params.get("peak_normalize")``).
 
     Parameters
     ----------
@@ -285,6 +298,8 @@ def load_clip(path, sr=44100, duration=5.0, start=0.0):
         Seconds (the dataset clip length: :attr:`L2IRun.duration`).
     start : float >= 0
         Start of the window, in seconds.
+    peak_normalize : {False, None, True, 'abs', 'max'}
+        The ``peak_normalize`` key of the run's feature sets (L2I datasets: ``'max'``).
 
     Returns
     -------
@@ -299,6 +314,7 @@ def load_clip(path, sr=44100, duration=5.0, start=0.0):
     """
     import soundfile as sf
 
+    from audiodata.features.extract import peak_normalize as _peak_normalize
     from audiodata.io import fix_duration, load_audio
 
     if not float(start) >= 0:
@@ -310,7 +326,7 @@ def load_clip(path, sr=44100, duration=5.0, start=0.0):
         raise AudioFileError(path, f"lasts {y.size / sr:.2f} s; nothing to analyse from start={start} s")
     info = {"original_sr": int(meta.samplerate), "channels": int(meta.channels), "seconds": y.size / sr,
             "start": float(start)}
-    return fix_duration(y[first:], sr, duration), info
+    return _peak_normalize(fix_duration(y[first:], sr, duration), peak_normalize), info
 
 
 @dataclass
@@ -405,7 +421,7 @@ def interpret_file(run, path, class_name=None, tau=0.1, start=0.0, output=None):
     """
     tau = check_tau(tau)
     c = class_index(run, class_name)
-    y, info = load_clip(path, run.sr, run.duration, start)
+    y, info = load_clip(path, run.sr, run.duration, start, peak_normalize=run.logmag_params.get("peak_normalize"))
     explanation = explain_signal(run, y, c, tau)
     if output is not None:
         title = f"{Path(path).name}: {run.classes[explanation.c]} (tau = {tau:g})"
@@ -436,65 +452,110 @@ def _corrupt(y, corruption, index, seed, partner_audio):
     return y
 
 
-def _safe(function, *args, **kwargs):
-    """A metric, or NaN when it is undefined on this (small) set."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(function(*args, **kwargs))
-    except (ParameterError, ValueError):
-        return float("nan")
-
-
 def task_scores(run, labels, probabilities, prefix=""):
     """The dataset's classification metric of ``probabilities`` against 0/1 ``labels`` (NaN = unknown).
 
     ESC: ``accuracy``; SONYC-UST: ``macro_auprc``, ``micro_auprc`` (every class, Table I / VIII);
-    OpenMIC-2018: ``weighted_f1`` on the annotated labels (threshold 0.5).
+    OpenMIC-2018: ``weighted_f1`` on the annotated labels (threshold 0.5). ``run``: anything with
+    ``dataset``, ``classes``, ``multilabel`` (:func:`l2i.metrics.task_scores`).
     """
-    from l2i.metrics import auprc, binarize, weighted_f1
+    from l2i.metrics import task_scores as scores
 
-    labels = np.asarray(labels, dtype=np.float64)
-    p = np.asarray(probabilities, dtype=np.float64)
-    if not run.multilabel:
-        return {f"{prefix}accuracy": float(np.mean(p.argmax(1) == np.nan_to_num(labels).argmax(1)))}
-    known = ~np.isnan(labels)
-    y = np.nan_to_num(labels).astype(int)
-    if run.dataset == "openmic":
-        return {f"{prefix}weighted_f1": _safe(weighted_f1, y, binarize(p), mask=known)}
-    return {f"{prefix}macro_auprc": _safe(auprc, y, p, "macro"), f"{prefix}micro_auprc": _safe(auprc, y, p, "micro")}
+    return scores(run.dataset, run.classes, run.multilabel, labels, probabilities, prefix=prefix)
 
 
 def fidelity_scores(run, f, g):
-    """Fidelity of ``g`` to ``f`` (Sec. IV-C, Table IV): top-1/top-5 (%, multi-class), macro/micro AUPRC and
-    max-F1 ignoring 'non-machinery-impact' (SONYC-UST), weighted F1 (OpenMIC-2018)."""
-    from l2i.metrics import auprc, binarize, max_f1, top_k_fidelity, weighted_f1
+    """Fidelity of ``g`` to ``f`` (Sec. IV-C, Table IV), :func:`l2i.metrics.fidelity_scores`: top-1/top-5
+    (fractions, multi-class); the authors' macro/micro AUPRC and max-F1 over 11 thresholds plus ours
+    (``*_ap``, average precision) (SONYC-UST); weighted F1 (OpenMIC-2018)."""
+    from l2i.metrics import fidelity_scores as scores
 
-    if not run.multilabel:
-        return {f"top{k}": top_k_fidelity(f, g, k) for k in (1, 5) if k <= f.shape[1]}
-    target = binarize(f)
-    if run.dataset == "openmic":
-        return {"weighted_f1": _safe(weighted_f1, target, binarize(g))}
-    ignore = run.ignored
-    return {"macro_auprc": _safe(auprc, target, g, "macro", ignore=ignore),
-            "micro_auprc": _safe(auprc, target, g, "micro", ignore=ignore),
-            "max_f1": _safe(max_f1, target, g, "micro", ignore=ignore)}
+    return scores(run.dataset, run.classes, run.multilabel, f, g)
 
 
 def _fidelity_loss(run, f, g):
-    """``L_FID`` on the test set: cross-entropy of ``g`` against ``f`` (Eq. 1 or 2), batch mean."""
-    g = np.clip(g, 1e-7, 1 - 1e-7)
-    if run.multilabel:
-        return float(np.mean(-(f * np.log(g) + (1 - f) * np.log(1 - g))))
-    return float(np.mean(-np.sum(f * np.log(g), axis=1)))
+    """``L_FID`` on the test set: cross-entropy of ``g`` against ``f`` (Eq. 1 or 2), batch mean
+    (:func:`l2i.losses.crossentropy`)."""
+    from l2i.losses import crossentropy
+
+    f, g = np.asarray(f, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    return float(crossentropy(f, g, run.multilabel))
 
 
 def _interpreted_classes(run, f):
+    """Classes interpreted for one clip: argmax (multi-class), ``f(x)_c > 0.5`` minus the ignored classes
+    (multi-label)."""
     if not run.multilabel:
         return [int(np.argmax(f))]
     return [int(j) for j in np.flatnonzero(f > 0.5) if int(j) not in run.ignored]
+
+
+@dataclass
+class _Interpretation:
+    """One (clip, interpreted class) pair of pass 1."""
+
+    clip: int
+    c: int
+    r: np.ndarray
+    H: np.ndarray
+
+
+def _predict_split(run, clip, n, batch_size, progress):
+    """Pass 1: ``f``, ``g`` [shape=(n, C)], test ``L_NMF`` (mean per bin) and the interpretations."""
+    from l2i.interpretation import relevance
+    from l2i.losses import nmf_reconstruction_loss
+
+    f_all, g_all, pairs, nmf_sum, n_bins = [], [], [], 0.0, 0
+    for lo in range(0, n, batch_size):
+        feats = [run.features(clip(i)) for i in range(lo, min(n, lo + batch_size))]
+        out = run.predict(np.stack([m for m, _, _ in feats]))
+        for b, (_, X, _) in enumerate(feats):
+            reconstruction = (run.W @ out["H"][b]).T
+            nmf_sum += float(nmf_reconstruction_loss(X[None], reconstruction[None], reduction="sum"))
+            n_bins += X.size
+            H = np.asarray(out["H"][b], dtype=np.float32)
+            for c in _interpreted_classes(run, out["f"][b]):
+                r = relevance(out["z"][b:b + 1], run.theta, np.array([c]))[0]
+                pairs.append(_Interpretation(lo + b, c, r, H))
+        f_all.append(out["f"])
+        g_all.append(out["g"])
+        if progress:
+            print(f"pass 1: {min(n, lo + batch_size)}/{n} clips", flush=True)
+    return np.concatenate(f_all), np.concatenate(g_all), nmf_sum / max(n_bins, 1), pairs
+
+
+def _random_sizes(run, pairs, taus):
+    """Random Baseline sizes ``{tau: {class: n}}``: the mean ``|L_{c,x}|``, per class for multi-label data."""
+    from l2i.interpretation import relevant_components
+    from l2i.metrics import random_baseline_size
+
+    classes = np.array([p.c for p in pairs], dtype=int)
+    sizes = {}
+    for t in taus:
+        n_removed = np.array([relevant_components(p.r, t).size for p in pairs])
+        if run.multilabel:
+            sizes[t] = random_baseline_size(n_removed, classes)
+        else:
+            size = random_baseline_size(n_removed)
+            sizes[t] = {int(c): size for c in np.unique(classes)}
+    return sizes
+
+
+def _clip_faithfulness(run, y, clip_pairs, taus, n_random, rng):
+    """Pass 2 for one clip: ``FF_x`` of L2I and of the Random Baseline for each pair and ``tau``, one batch."""
+    from l2i.interpretation import relevant_components
+    from l2i.metrics import random_baseline_components, removal_drops
+
+    _, X, phase = run.features(y)
+    requests, sizes = [], []
+    for p in clip_pairs:  # all pairs of a clip share H, so removals depend on the component set only
+        for t in taus:
+            relevant = relevant_components(p.r, t)
+            drawn = random_baseline_components(run.n_components, n_random[t][p.c], relevant, seed=rng)
+            requests += [(p.c, relevant), (p.c, drawn)]
+            sizes.append((p.c, t, relevant.size, drawn.size))
+    drops = removal_drops(run.classify, X, phase, run.W, clip_pairs[0].H, requests, x=y, **run.stft)
+    return [(c, t, drops[2 * i], n_rel, drops[2 * i + 1], n_rand) for i, (c, t, n_rel, n_rand) in enumerate(sizes)]
 
 
 def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none", seed=0, max_clips=None,
@@ -533,9 +594,8 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
     relevances : dict of np.ndarray
         ``r`` (n_pairs, K), ``class_index`` (n_pairs,), ``clip_id`` (n_pairs,), for Fig. 5.
     """
+    from audiodata.features.extract import peak_normalize
     from audiodata.io import load_audio
-    from l2i.interpretation import relevance, relevant_components, removal_audio
-    from l2i.metrics import random_components
     from l2i.corruption import mixing_partner
 
     if corruption not in CORRUPTIONS:
@@ -554,67 +614,28 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
 
     def audio(i):
         y, _ = load_audio(paths[i], sr=run.sr, mono=True, duration=run.duration)
-        return y
+        return peak_normalize(y, run.logmag_params.get("peak_normalize"))
 
     def clip(i):
         partner = (lambda j: audio(mixing_partner(label_keys, j, seed=[seed, j]))) if corruption == "mix" else None
         return _corrupt(audio(i), corruption, i, seed, partner)
 
-    # ---- pass 1: predictions, losses, relevances
+    # ---- pass 1: predictions, L_NMF, relevances
     n = len(clips)
-    f_all, g_all, pairs, sq_err, count = [], [], [], 0.0, 0
-    for lo in range(0, n, batch_size):
-        feats = [run.features(clip(i)) for i in range(lo, min(n, lo + batch_size))]
-        out = run.predict(np.stack([m for m, _, _ in feats]))
-        for b, (_, X, _) in enumerate(feats):
-            i = lo + b
-            reconstruction = (run.W @ out["H"][b]).T
-            sq_err += float(np.sum((X - reconstruction) ** 2))
-            count += X.size
-            for c in _interpreted_classes(run, out["f"][b]):
-                z = out["z"][b:b + 1]
-                r = relevance(z, run.theta, np.array([c]))[0]
-                pairs.append({"clip": i, "c": c, "r": r, "H": np.asarray(out["H"][b], dtype=np.float32)})
-        f_all.append(out["f"])
-        g_all.append(out["g"])
-        if progress:
-            print(f"pass 1: {min(n, lo + batch_size)}/{n} clips", flush=True)
-    f_all, g_all = np.concatenate(f_all), np.concatenate(g_all)
+    f_all, g_all, nmf_loss, pairs = _predict_split(run, clip, n, batch_size, progress)
+    n_random = _random_sizes(run, pairs, taus)
 
-    sizes = {t: np.array([relevant_components(p["r"], t).size for p in pairs]) for t in taus}
-    n_random = {}
-    for t in taus:
-        cls = np.array([p["c"] for p in pairs], dtype=int)
-        n_random[t] = {c: int(round(sizes[t][cls == c].mean())) if run.multilabel else int(round(sizes[t].mean()))
-                       for c in np.unique(cls)}
-
-    # ---- pass 2: feature removal (Eq. 7) and the Random Baseline
+    # ---- pass 2: feature removal (Eq. 7) and the Random Baseline, one batch per clip
     rng = np.random.default_rng(seed)
-    rows, by_clip = [], {}
+    by_clip = {}
     for p in pairs:
-        by_clip.setdefault(p["clip"], []).append(p)
+        by_clip.setdefault(p.clip, []).append(p)
+    rows = []
     for done, (i, clip_pairs) in enumerate(sorted(by_clip.items())):
-        y = clip(i)
-        _, X, phase = run.features(y)
-        signals, index, pending = [y], {}, []
-        for p in clip_pairs:
-            for t in taus:
-                relevant = relevant_components(p["r"], t)
-                k = min(n_random[t][p["c"]], run.n_components - relevant.size)
-                drawn = random_components(run.n_components, k, exclude=relevant, seed=rng)
-                keys = []
-                for comps in (relevant, drawn):
-                    key = (id(p["H"]), tuple(comps.tolist()))
-                    if key not in index:
-                        index[key] = len(signals)
-                        signals.append(removal_audio(X, phase, run.W, p["H"], comps, length=y.size, **run.stft))
-                    keys.append(index[key])
-                pending.append((p["c"], t, keys, relevant.size, drawn.size))
-        probs = run.classify(signals)
-        for c, t, (a, b), n_rel, n_rand in pending:
-            rows.append({"clip_id": str(clips["clip_id"].iloc[i]), "class": run.classes[c], "class_index": c,
-                         "tau": t, "ff": float(probs[0, c] - probs[a, c]), "n_removed": int(n_rel),
-                         "ff_random": float(probs[0, c] - probs[b, c]), "n_random": int(n_rand)})
+        clip_id = str(clips["clip_id"].iloc[i])
+        for c, t, ff, n_rel, ff_random, n_rand in _clip_faithfulness(run, clip(i), clip_pairs, taus, n_random, rng):
+            rows.append({"clip_id": clip_id, "class": run.classes[c], "class_index": c, "tau": t, "ff": float(ff),
+                         "n_removed": int(n_rel), "ff_random": float(ff_random), "n_random": int(n_rand)})
         if progress and (done + 1) % 10 == 0:
             print(f"pass 2: {done + 1}/{len(by_clip)} clips", flush=True)
 
@@ -623,38 +644,41 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
         "dataset": run.dataset, "fold": int(fold), "corruption": corruption, "seed": int(seed),
         "n_clips": int(n), "n_interpretations": len(pairs), "n_components": run.n_components,
         "mode": run.info.get("mode"), "theta": run.info.get("theta"), "model": str(run.path),
-        "test_nmf_loss": sq_err / max(count, 1), "test_fidelity_loss": _fidelity_loss(run, f_all, g_all),
+        "test_nmf_loss": nmf_loss, "test_fidelity_loss": _fidelity_loss(run, f_all, g_all),
         "seconds": time.perf_counter() - start,
     })
-    relevances = {"r": np.array([p["r"] for p in pairs]).reshape(len(pairs), run.n_components),
-                  "class_index": np.array([p["c"] for p in pairs], dtype=int),
-                  "clip_id": np.array([str(clips["clip_id"].iloc[p["clip"]]) for p in pairs]),
+    relevances = {"r": np.array([p.r for p in pairs]).reshape(len(pairs), run.n_components),
+                  "class_index": np.array([p.c for p in pairs], dtype=int),
+                  "clip_id": np.array([str(clips["clip_id"].iloc[p.clip]) for p in pairs]),
                   "classes": np.array(run.classes)}
     return results, rows, relevances
 
 
 def _summarise(run, taus, rows, f, g, labels):
-    ff = {t: [r for r in rows if r["tau"] == t] for t in taus}
+    """The JSON-ready scores of :func:`evaluate_run`: fidelity, task scores, ``FF_median`` (overall and per
+    class, L2I and Random Baseline) and the mean numbers of removed components, per ``tau``."""
+    from l2i.metrics import ff_median
 
-    def median(values):
-        values = np.asarray(values, dtype=np.float64)
-        return float(np.nanmedian(values)) if values.size else float("nan")
+    def medians(items, key):
+        overall = ff_median(np.array([r[key] for r in items], dtype=np.float64))
+        per_class = ff_median(np.array([r[key] for r in items], dtype=np.float64),
+                              classes=np.array([r["class_index"] for r in items], dtype=int)) if items else {}
+        return overall, {run.classes[c]: value for c, value in per_class.items()}
 
-    def per_class(items, key):
-        names = sorted({r["class"] for r in items}, key=run.classes.index)
-        return {c: median([r[key] for r in items if r["class"] == c]) for c in names}
-
+    by_tau = {t: [r for r in rows if r["tau"] == t] for t in taus}
+    ff = {t: medians(by_tau[t], "ff") for t in taus}
+    ff_random = {t: medians(by_tau[t], "ff_random") for t in taus}
     return {
         "taus": list(taus),
         "fidelity": fidelity_scores(run, f, g),
         "classifier": task_scores(run, labels, f),
         "interpreter": task_scores(run, labels, g),
-        "ff_median": [median([r["ff"] for r in ff[t]]) for t in taus],
-        "ff_median_random": [median([r["ff_random"] for r in ff[t]]) for t in taus],
-        "n_removed_mean": [float(np.mean([r["n_removed"] for r in ff[t]])) if ff[t] else 0.0 for t in taus],
-        "n_random_mean": [float(np.mean([r["n_random"] for r in ff[t]])) if ff[t] else 0.0 for t in taus],
-        "ff_median_per_class": {str(t): per_class(ff[t], "ff") for t in taus},
-        "ff_median_random_per_class": {str(t): per_class(ff[t], "ff_random") for t in taus},
+        "ff_median": [ff[t][0] for t in taus],
+        "ff_median_random": [ff_random[t][0] for t in taus],
+        "n_removed_mean": [float(np.mean([r["n_removed"] for r in by_tau[t]])) if by_tau[t] else 0.0 for t in taus],
+        "n_random_mean": [float(np.mean([r["n_random"] for r in by_tau[t]])) if by_tau[t] else 0.0 for t in taus],
+        "ff_median_per_class": {str(t): ff[t][1] for t in taus},
+        "ff_median_random_per_class": {str(t): ff_random[t][1] for t in taus},
     }
 
 
@@ -665,12 +689,18 @@ def find_results(results_dir):
     Returns
     -------
     list of dict
-        ``{"path", "kind", "dataset", "fold", "seed", "system", "corruption", "results", "training"}``:
+        ``{"path", "kind", "dataset", "fold", "seed", "system", "base", "corruption", "results", "training",
+        "identity", "differences"}``: ``system`` is the run folder's name (``posthoc_att``,
+        ``posthoc_att-B3-1f0c9a2e``, ...), ``base`` the part before the first ``-`` (``posthoc_att``);
         ``kind`` is ``"classifier"``, ``"dictionary"``, ``"interpreter"`` (training of a
         ``<mode>_<theta>`` folder), ``"baseline"`` (a ``baseline_<name>`` folder of
         ``train_baseline.py``) or ``"evaluation"`` (``evaluation_<corruption>/``,
-        with ``training`` the results of its run folder, or {}).
+        with ``training`` the results of its run folder, or {}). ``identity`` is the run's identity
+        (:mod:`l2i.runs`; an evaluation has its run's), ``differences`` the keys where it differs from the
+        main configuration (``[]``: a main run; None: unknown, e.g. baselines).
     """
+    from l2i.runs import differences, identity_from_results, read_identity
+
     found = []
     for path in sorted(Path(results_dir).rglob("results.json")):
         match = _RUN_PATTERN.search(path.resolve().as_posix())
@@ -681,10 +711,11 @@ def find_results(results_dir):
         if match is None:
             continue
         system = match["system"]
+        base = system.split("-")[0]
         entry = {"path": path, "dataset": match["dataset"], "fold": int(match["fold"]), "seed": int(match["seed"]),
-                 "system": system, "corruption": None, "results": results, "training": {}}
-        if system in ("classifier", "dictionary"):
-            entry["kind"] = system if path.parent.name == system else "other"
+                 "system": system, "base": base, "corruption": None, "results": results, "training": {}}
+        if base in ("classifier", "dictionary"):
+            entry["kind"] = base if path.parent.name == system else "other"
         elif path.parent.name.startswith("evaluation_"):
             entry.update(kind="evaluation", corruption=path.parent.name[len("evaluation_"):])
             training = path.parent.parent / "results.json"
@@ -693,6 +724,14 @@ def find_results(results_dir):
             entry["kind"] = "baseline" if system.startswith("baseline_") else "interpreter"
         else:
             entry["kind"] = "other"
+        identity = None
+        if entry["kind"] in ("classifier", "dictionary", "interpreter", "evaluation"):
+            kind = "interpreter" if entry["kind"] == "evaluation" else entry["kind"]
+            stored = entry["training"] if entry["kind"] == "evaluation" else results
+            identity = (read_identity(path.parent.parent if entry["kind"] == "evaluation" else path.parent)
+                        or identity_from_results(stored or results, entry["dataset"], kind, system))
+        entry["identity"] = identity
+        entry["differences"] = differences(identity, entry["dataset"])
         found.append(entry)
     return found
 

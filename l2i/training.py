@@ -6,15 +6,16 @@
 * :class:`L2ITrainer` -- the model that is fitted: the interpreter, plus f's output
   when f is trained too, with the loss of the chosen mode (:data:`MODES`);
 * :func:`train_classifier`, :func:`train_interpreter` -- one fold end to end, resumable;
-* :func:`interpreter_scores` -- accuracy and fidelity (top-k, or AUPRC for multi-label).
+* :func:`interpreter_scores`, :func:`classifier_scores` -- fidelity and the dataset's metric, as
+  ``evaluate.py`` computes them (:func:`l2i.metrics.fidelity_scores`, :func:`l2i.metrics.task_scores`).
 
 Loss scales. Tables II and III weight ``L_NMF`` and ``||H||_1`` by ``alpha`` and
 ``beta``. The values the paper reports for ``L_NMF`` (0.028-0.08, Tables VI-VII) are
 per-bin means, not the sum of Eq. 3 over 513 x 431 bins, so we use the **mean**
 squared error over frequency and time and the **mean** absolute activation, each
 averaged over the batch; with sums, the same ``alpha``, ``beta`` would drown the
-fidelity term. (:func:`l2i.losses.nmf_reconstruction_loss` is the sum of Eq. 3 and
-equals ``F * T`` times our term.)
+fidelity term: :func:`l2i.losses.nmf_reconstruction_loss` with ``reduction="mean"`` (the
+sum of Eq. 3 is ``reduction="sum"``, ``F * T`` times our term).
 """
 import json
 import time
@@ -27,6 +28,7 @@ from keras import ops
 
 from l2i.classifier import KumarCNN
 from l2i.interpreter import L2IInterpreter
+from l2i.losses import crossentropy, masked_binary_crossentropy, nmf_reconstruction_loss
 
 __all__ = [
     "MODES",
@@ -63,46 +65,7 @@ def run_directory(output, dataset, fold, seed):
 # --------------------------------------------------------------------------- losses
 
 
-@keras.saving.register_keras_serializable(package="l2i")
-def masked_binary_crossentropy(y_true, y_pred):
-    """Binary cross-entropy averaged over the *annotated* labels only (NaN = not annotated).
-
-    OpenMIC-2018 annotates only some instruments per clip (``label_mask``); the
-    targets of :func:`load_fold` hold NaN elsewhere, and those entries count for
-    nothing. Fully annotated targets give the ordinary mean binary cross-entropy.
-
-    Parameters
-    ----------
-    y_true : tensor [shape=(batch, C)]
-        0/1 targets, NaN where unknown.
-    y_pred : tensor [shape=(batch, C)]
-        Probabilities (sigmoid outputs).
-
-    Returns
-    -------
-    loss : scalar tensor
-        ``sum(mask * bce) / max(sum(mask), 1)``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> y = np.array([[1.0, np.nan]], "float32"); p = np.array([[0.5, 0.99]], "float32")
-    >>> round(float(masked_binary_crossentropy(y, p)), 4)
-    0.6931
-    """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
-    mask = ops.cast(ops.logical_not(ops.isnan(y_true)), y_pred.dtype)
-    y_clean = ops.where(mask > 0, y_true, ops.zeros_like(y_true))
-    bce = ops.binary_crossentropy(y_clean, y_pred)
-    return ops.sum(bce * mask) / ops.maximum(ops.sum(mask), 1.0)
-
-
-def _crossentropy(target, prediction, multilabel):
-    """Eq. 1 (multi-class, summed over classes) or Eq. 2 (multi-label, mean over classes); batch mean."""
-    if multilabel:
-        return masked_binary_crossentropy(target, prediction)
-    return ops.mean(keras.losses.categorical_crossentropy(target, prediction))
+# masked_binary_crossentropy (re-exported here), crossentropy (Eq. 1-2) and L_NMF live in l2i.losses.
 
 
 # --------------------------------------------------------------------------- the trained model
@@ -193,21 +156,20 @@ class L2ITrainer(keras.Model):
     def loss_terms(self, y, y_pred):
         """The terms ``{"fidelity", "classification", "nmf", "sparsity"}`` (0 when unused) and the total."""
         g = y_pred["interpreter"]
-        spectrogram = ops.cast(y["spectrogram"], y_pred["reconstruction"].dtype)
-        nmf = ops.mean(ops.square(spectrogram - y_pred["reconstruction"]))
+        nmf = nmf_reconstruction_loss(y["spectrogram"], y_pred["reconstruction"], reduction="mean")
         sparsity = ops.mean(ops.abs(y_pred["activations"]))
         zero = ops.zeros((), dtype=nmf.dtype)
         if self.mode == "posthoc":
-            fidelity = _crossentropy(ops.cast(y["teacher"], g.dtype), g, self.multilabel)
+            fidelity = crossentropy(ops.cast(y["teacher"], g.dtype), g, self.multilabel)
             classification = zero
             total = fidelity
         elif self.mode == "bydesign":
             f_out = y_pred["classifier"]
-            classification = _crossentropy(y["labels"], f_out, self.multilabel)
-            fidelity = _crossentropy(ops.stop_gradient(f_out), g, self.multilabel)
+            classification = crossentropy(y["labels"], f_out, self.multilabel)
+            fidelity = crossentropy(ops.stop_gradient(f_out), g, self.multilabel)
             total = classification + self.gamma * fidelity
         else:
-            classification = _crossentropy(y["labels"], g, self.multilabel)
+            classification = crossentropy(y["labels"], g, self.multilabel)
             fidelity = zero
             total = classification
         total = total + self.alpha * nmf + self.beta * sparsity
@@ -257,6 +219,7 @@ class FoldFeatures:
     targets: dict
     classes: tuple
     multilabel: bool
+    dataset: str = None
 
 
 def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
@@ -291,7 +254,7 @@ def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=
         y[~np.asarray(ds.label_mask(part), dtype=bool)] = np.nan
         targets[name] = y
     multilabel = MULTILABEL.get(dataset, bool(getattr(ds, "multilabel", False)))
-    return FoldFeatures(mel, logmag, rows, targets, tuple(ds.classes), multilabel)
+    return FoldFeatures(mel, logmag, rows, targets, tuple(ds.classes), multilabel, dataset)
 
 
 class L2IBatches(keras.utils.PyDataset):
@@ -437,39 +400,34 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2):
 # --------------------------------------------------------------------------- scores
 
 
-def classifier_scores(labels, probabilities, multilabel, prefix=""):
-    """Accuracy (multi-class) or macro/micro AUPRC over annotated labels (multi-label)."""
-    labels = np.asarray(labels, dtype=np.float64)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if not multilabel:
-        return {f"{prefix}accuracy": float(np.mean(probabilities.argmax(1) == labels.argmax(1)))}
-    return {f"{prefix}{k}": v for k, v in _auprc(labels, probabilities).items()}
+def classifier_scores(labels, probabilities, multilabel, prefix="", dataset=None, classes=None):
+    """The dataset's classification metric (:func:`l2i.metrics.task_scores`, what ``evaluate.py`` reports).
 
-
-def interpreter_scores(interpreter_probs, classifier_probs, multilabel, ks=(1, 5)):
-    """Fidelity of the interpreter to the classifier (Sec. IV-C).
-
-    Multi-class: top-k fidelity, the fraction of clips whose class predicted by f is
-    among the k most probable classes of the interpreter. Multi-label: macro and
-    micro AUPRC of the interpreter's scores against f's decisions (threshold 0.5).
+    Accuracy (multi-class); weighted F1 (OpenMIC-2018); macro/micro AUPRC over the annotated
+    labels (SONYC-UST and other multi-label data). ``classes`` default to ``0 .. C-1``.
     """
+    from l2i.metrics import task_scores
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    classes = tuple(classes) if classes is not None else tuple(range(probabilities.shape[1]))
+    return task_scores(dataset, classes, multilabel, labels, probabilities, prefix=prefix)
+
+
+def interpreter_scores(interpreter_probs, classifier_probs, multilabel, ks=(1, 5), dataset=None, classes=None):
+    """Fidelity of the interpreter to the classifier (Sec. IV-C), as ``evaluate.py`` computes it.
+
+    :func:`l2i.metrics.fidelity_scores` with the keys prefixed by ``fidelity_``: top-k
+    (multi-class); the authors' AUPRCs and max-F1, ours with suffix ``_ap`` (SONYC-UST,
+    'non-machinery-impact' left out as in evaluation); weighted F1 (OpenMIC-2018).
+    ``dataset``/``classes`` choose the metric and the ignored classes (default: a generic
+    multi-label dataset, thresholds 0.5, nothing ignored).
+    """
+    from l2i.metrics import fidelity_scores
+
     g = np.asarray(interpreter_probs, dtype=np.float64)
     f = np.asarray(classifier_probs, dtype=np.float64)
-    if not multilabel:
-        ranked = np.argsort(-g, axis=1)
-        top = f.argmax(1)
-        return {f"fidelity_top{k}": float(np.mean([t in r[:k] for t, r in zip(top, ranked)])) for k in ks}
-    return {f"fidelity_{k}": v for k, v in _auprc((f >= 0.5).astype(np.float64), g).items()}
-
-
-def _auprc(labels, scores):
-    from sklearn.metrics import average_precision_score
-
-    mask = ~np.isnan(labels)
-    per_class = [average_precision_score(labels[mask[:, c], c], scores[mask[:, c], c])
-                 for c in range(labels.shape[1]) if 0 < np.nansum(labels[mask[:, c], c]) < mask[:, c].sum()]
-    micro = average_precision_score(labels[mask], scores[mask]) if 0 < labels[mask].sum() < mask.sum() else np.nan
-    return {"macro_auprc": float(np.mean(per_class)) if per_class else float("nan"), "micro_auprc": float(micro)}
+    classes = tuple(classes) if classes is not None else tuple(range(f.shape[1]))
+    return {f"fidelity_{k}": v for k, v in fidelity_scores(dataset, classes, multilabel, f, g, ks=ks).items()}
 
 
 # --------------------------------------------------------------------------- one fold end to end
@@ -523,7 +481,8 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
     model.save(run_dir / "classifier.keras")
     test = L2IBatches(data.mel, None, data.rows["test"], None, batch_size, targets="none")
     probabilities = model.predict(test, verbose=0)
-    results = classifier_scores(data.targets["test"], probabilities, data.multilabel, prefix="test_")
+    results = classifier_scores(data.targets["test"], probabilities, data.multilabel, prefix="test_",
+                                dataset=dataset, classes=data.classes)
     results.update({
         "n_params": int(model.count_params()),
         "epochs": len(history),
@@ -564,7 +523,8 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     -------
     results : dict
         ``accuracy`` (interpreter vs labels), ``classifier_accuracy``,
-        ``fidelity_top1``/``fidelity_top5`` (multi-class; AUPRCs for multi-label),
+        ``fidelity_<key>`` for each key of :func:`l2i.metrics.fidelity_scores` (``fidelity_top1``/
+        ``fidelity_top5``; ``fidelity_macro_auprc`` ... for SONYC-UST; ``fidelity_weighted_f1`` for OpenMIC),
         ``test_nmf_loss`` (mean squared error per bin), ``n_params`` (whole model),
         ``n_params_interpreter`` (Psi + Theta), ``epochs``, ``seconds``.
     """
@@ -641,15 +601,16 @@ def evaluate_interpreter(interpreter, classifier, data, split="test", batch_size
         positions = plain._order[i * batch_size:(i + 1) * batch_size]
         positions = positions[np.argsort(rows[positions], kind="stable")]
         target = np.asarray(data.logmag[rows[positions]], dtype=np.float64).transpose(0, 2, 1)
-        sq_err += float(np.sum((target - np.asarray(x_hat, dtype=np.float64)) ** 2))
+        sq_err += float(nmf_reconstruction_loss(target, np.asarray(x_hat, dtype=np.float64))) * len(target)
         count += target.size
         g_probs.append(np.asarray(g))
         f_probs.append(np.asarray(f))
     g_probs, f_probs = np.concatenate(g_probs), np.concatenate(f_probs)
     labels = data.targets[split]
-    results = classifier_scores(labels, g_probs, data.multilabel)
-    results.update(classifier_scores(labels, f_probs, data.multilabel, prefix="classifier_"))
-    results.update(interpreter_scores(g_probs, f_probs, data.multilabel))
+    task = {"dataset": getattr(data, "dataset", None), "classes": data.classes}
+    results = classifier_scores(labels, g_probs, data.multilabel, **task)
+    results.update(classifier_scores(labels, f_probs, data.multilabel, prefix="classifier_", **task))
+    results.update(interpreter_scores(g_probs, f_probs, data.multilabel, **task))
     results["test_nmf_loss"] = sq_err / max(count, 1)
     return results
 
@@ -670,6 +631,7 @@ def _fresh_classifier(config, data, classifier_path=None):
         multilabel=data.multilabel, pooling=section.get("pooling", "max"), dropout=float(section.get("dropout", 0.0)),
         filters=tuple(section.get("filters", (16, 32, 64, 128, 256, 512))),
         head_filters=int(section.get("head_filters", 1024)), input_mean=mean, input_std=std, name="classifier",
+        head=section.get("head", "kumar"), head_units=int(section.get("head_units", 256)),
     )
 
 

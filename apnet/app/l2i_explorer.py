@@ -97,7 +97,8 @@ class L2IExplorer:
         path = self.upload_dir / f"{token}{suffix}"
         path.write_bytes(data)
         try:
-            y, info = load_clip(path, self.run.sr, self.run.duration)
+            y, info = load_clip(path, self.run.sr, self.run.duration,
+                                peak_normalize=self.run.logmag_params.get("peak_normalize"))
         except AudioFileError as err:
             path.unlink(missing_ok=True)
             raise AudioFileError(name, f"is not an audio file this app can read ({err.reason.split(' (')[0]}); "
@@ -111,6 +112,7 @@ class L2IExplorer:
                 "original_sr": info["original_sr"], "channels": info["channels"]}
 
     def _signal(self, source):
+        from audiodata.features.extract import peak_normalize
         from audiodata.io import load_audio
 
         from apnet.app.files import audio_file
@@ -122,6 +124,8 @@ class L2IExplorer:
                 raise NotFound(f"clip {key[:80]!r} is not a test clip of {self.run.dataset} fold {self.fold}")
             path = audio_file(clip["path"], self.roots())
             y, _ = load_audio(path, sr=self.run.sr, mono=True, duration=self.run.duration)
+            # as the run's training clips were (the L2I authors divide each clip by its peak)
+            y = peak_normalize(y, self.run.logmag_params.get("peak_normalize"))
             return y, key, ", ".join(clip["labels"])
         if kind == "upload":
             upload = self._uploads.get(key) if _TOKEN.match(key) else None

@@ -63,13 +63,17 @@ def _validate(path, name, params):
     if not params["duration"] or params["duration"] <= 0:
         raise ParameterError(f"{path}: {name}.duration must be a positive number of seconds, "
                              f"got {params['duration']!r}")
-    # Optional keys (defaults: librosa's centred STFT, channel mean, soxr, round(duration * sr) samples).
+    # Optional keys (defaults: librosa's centred STFT, channel mean, soxr, round(duration * sr) samples,
+    # no peak normalisation).
     checks = {
         "center": (lambda v: isinstance(v, bool), "true or false"),
         "mono": (lambda v: v in MONO_MODES, f"one of {list(MONO_MODES)}"),
         "res_type": (lambda v: v in RESAMPLERS, f"one of {list(RESAMPLERS)}"),
         "n_samples": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
                       "a positive integer or null"),
+        # L2I: divide each clip by its peak before the STFT, as the authors' data loader does.
+        "peak_normalize": (lambda v: v is None or v is True or v is False or v in ("abs", "max"),
+                           "true, false, null, 'abs' or 'max'"),
     }
     for key, (ok, expected) in checks.items():
         if key in params and not ok(params[key]):

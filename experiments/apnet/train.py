@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10")
+DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10", "esc50")
 MODELS = ("apnet", "sb_cnn", "att_crnn", "openl3_mlp")
 
 

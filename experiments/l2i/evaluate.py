@@ -6,8 +6,10 @@
 Computes, on every test clip (corrupted first with --corruption: white noise at 0 dB SNR, or a 0 dB
 mixture with a test clip of another class, Sec. V-B):
 
-* fidelity of the interpreter to f (Table IV): top-1 / top-5 (ESC), macro / micro AUPRC and max-F1
-  ignoring 'non-machinery-impact' (SONYC-UST), weighted F1 (OpenMIC-2018);
+* fidelity of the interpreter to f (Table IV), l2i.metrics.fidelity_scores: top-1 / top-5 (ESC); SONYC-UST:
+  the authors' macro / micro AUPRC and max-F1 (11 thresholds, f binarised per class at 0.5 / 0.6,
+  'non-machinery-impact' left out of the macro average) and ours with suffix _ap (average precision,
+  f > 0.5); weighted F1 (OpenMIC-2018);
 * the classifier's and the interpreter's scores against the labels (Tables I, VIII);
 * test L_NMF (mean squared error per bin) and L_FID (Tables VI, VII);
 * FF_median per tau and the Random Baseline with as many components removed (Table V, Figs. 2-3).

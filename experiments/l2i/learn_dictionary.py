@@ -2,16 +2,21 @@
 
     python experiments/l2i/learn_dictionary.py --dataset esc50 --fold 1 --data-dir DATA --output runs
 
-Writes <output>/l2i/<dataset>/fold<N>/seed<S>/dictionary/{W.npy,W.json,results.json}; an existing
-dictionary is kept (delete it to learn again).
+Writes <output>/l2i/<dataset>/fold<N>/seed<S>/<folder>/{W.npy,W.json,results.json,identity.json}, the
+folder keyed on the dictionary's parameters (l2i/runs.py): `dictionary` for the config file's (K = 100 for
+ESC-50), `dictionary-<tag>-<hash>` for any other (e.g. `dictionary-K50-<hash>` with --n-components 50), so
+dictionaries of different K live side by side. An existing dictionary of the same parameters is kept (delete
+it to learn again); the number of iterations (--epochs) is a budget, not a parameter.
 """
 import argparse
+import json
 import sys
 import time
 
 from audiodata.errors import AudioDataError
 from l2i.dictionary import learn_dataset_dictionary
 from l2i.nmf import save_dictionary
+from l2i.runs import dictionary_folder, dictionary_identity, read_identity, write_identity
 from l2i.training import load_config, load_fold, run_directory, write_results
 
 
@@ -37,11 +42,21 @@ def main(argv=None):
         section["n_iter"] = args.epochs
     if args.n_components is not None:
         section["n_components" if args.dataset in ("esc50", "esc10") else "n_per_class"] = args.n_components
-    out_dir = run_directory(args.output, args.dataset, args.fold, config["seed"]) / "dictionary"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    identity = dictionary_identity(args.dataset, section)
+    out_dir = run_directory(args.output, args.dataset, args.fold, config["seed"]) / dictionary_folder(
+        args.dataset, section)
     if (out_dir / "W.npy").exists():
-        print(f"{out_dir / 'W.npy'} exists; nothing to do")
+        stored = read_identity(out_dir)
+        if stored is None and (out_dir / "W.json").is_file():  # written before identities existed
+            from l2i.runs import identity_from_results
+            meta = json.loads((out_dir / "W.json").read_text())
+            stored = identity_from_results({"params": meta.get("params", meta)}, args.dataset, "dictionary")
+        if stored != identity:
+            parser.exit(2, f"error: {out_dir / 'W.npy'} was learned with other parameters ({stored}); move it "
+                           "away to learn the dictionary of this configuration\n")
+        print(f"{out_dir / 'W.npy'} exists (same parameters: {identity}); nothing to do")
         return
+    write_identity(out_dir, identity)
     start = time.perf_counter()
     try:
         data = load_fold(args.dataset, args.fold, data_dir=args.data_dir, cache_dir=args.cache_dir)
@@ -49,10 +64,10 @@ def main(argv=None):
                                            section, seed=int(config["seed"]))
     except AudioDataError as err:
         parser.exit(2, f"error: {err}\n")
-    params = dict(section, dataset=args.dataset, fold=args.fold, seed=config["seed"])
+    params = dict(section, dataset=args.dataset, fold=args.fold, seed=config["seed"], identity=identity)
     save_dictionary(out_dir / "W", W, params)
     objectives = {str(k): h["objective"][-1] for k, h in info["histories"].items()}
-    results = {"shape": list(W.shape), "final_objective": objectives, "params": params,
+    results = {"shape": list(W.shape), "final_objective": objectives, "params": params, "identity": identity,
                "seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)}
     write_results(out_dir / "results.json", results)
     print(results)

@@ -9,14 +9,29 @@ system, metric, the paper's value, ours (mean +- standard deviation over the fol
 with their number) and the command behind ours -- or "not run" with the command that would produce it.
 ESC-50 cells show ESC-10 results, marked as such, when no ESC-50 run exists. The baselines' rows (FLINT,
 VIBI, Unsupervised-NMF, TD-NMF, FLINT by design) read the baseline_<name>/results.json of train_baseline.py.
+Unsupervised-NMF and TD-NMF, as in the paper, report the best K and feature of their sweep (train_baseline.py
+--k ... --features ...; l2i.baselines.training.select_sweep: combinations run on every fold and seed found,
+highest mean test score), labelled "[K=<K>, <feature>]"; without a complete sweep, their baseline_<name>/ runs.
+APNet's row (ESC only: APNet is single-label) reads <RESULTS_DIR>/apnet/<dataset>/fold*/seed*/results.json of
+experiments/apnet/train.py (test_accuracy), only runs with M (n_prototypes of the config.yaml beside it) equal to
+L2I's main dictionary size K.
+
+Cells are picked by run identity (l2i/runs.py), not by folder name: Tables I, IV, V and VIII take runs of the
+main configuration (configs/<dataset>.yaml) only; Table VI the fold-1 runs that differ from it in the hidden
+layers only (row "Input": hidden_layers [input]); Table VII those that differ in alpha/beta only. The same run
+found in several folders counts once.
 """
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 
+from l2i.baselines.training import select_sweep
 from l2i.pipeline import find_results
+from l2i.runs import AXES, default_config, identity_hash, layers_label
 
 #: The paper's numbers: {table: (title, [(system, metric, paper value, source)])}. ``source`` says where ours come
 #: from: (kind, datasets, systems, getter name, scale) or None (not a system of this repository).
@@ -28,11 +43,18 @@ TRAIN_I = "python experiments/l2i/train_interpreter.py --dataset {dataset} --fol
           "--data-dir $D --output $O"
 TRAIN_B = "python experiments/l2i/train_baseline.py --baseline {baseline} --dataset {dataset} --fold $F " \
           "--data-dir $D --output $O"
+TRAIN_APNET = "python experiments/apnet/train.py --dataset {dataset} --fold $F --n-prototypes {m} --data-dir $D " \
+              "--output $O"
 BASELINE = "baseline_"  # prefix of the run folders of train_baseline.py
+SWEPT = ("nmf", "tdl_nmf")  # baselines whose row is the best of a K/feature sweep, as in the paper
+SWEEP_FLAGS = "--k 64 128 256 512 --features logmag sqrt_mel"
+APNET = "apnet"  # APNet's row of Table VIII: runs of experiments/apnet/train.py
 
 
 def _system_kind(system, kind):
-    """``"baseline"`` for a baseline_<name> folder of train_baseline.py, else ``kind``."""
+    """``"baseline"`` for a baseline_<name> folder of train_baseline.py, ``"apnet"`` for APNet, else ``kind``."""
+    if system == APNET:
+        return APNET
     return "baseline" if (system or "").startswith(BASELINE) else kind
 
 
@@ -92,7 +114,7 @@ PAPER = {
         (name, metric, value, source if system else None)
         for name, system, values in (
             ("L2I_BD w/ Theta_ATT", "bydesign_att", ("70.1 ± 1.5", "0.581 ± 0.008", "0.825 ± 0.005")),
-            ("APNet [13]", None, ("63.6 ± 1.7", "0.422 ± 0.012", "0.563 ± 0.025")),
+            ("APNet [13]", APNET, ("63.6 ± 1.7", "0.422 ± 0.012", "0.563 ± 0.025")),
             ("Unsupervised-NMF", "baseline_nmf", ("39.4 ± 2.3", "0.373 ± 0.006", "0.659 ± 0.018")),
             ("TD-NMF [47]", "baseline_tdl_nmf", ("46.7 ± 2.7", "0.431 ± 0.018", "0.699 ± 0.012")),
             ("L2I-Posthoc", "posthoc_att", ("65.4 ± 3.4", "0.567 ± 0.007", "0.825 ± 0.003")),
@@ -121,6 +143,7 @@ def _value(entry, getter):
     if kind == "interpreter":
         return {"fid_top1": res.get("fidelity_top1"), "fid_top5": res.get("fidelity_top5"),
                 "fid_macro_auprc": res.get("fidelity_macro_auprc"), "fid_micro_auprc": res.get("fidelity_micro_auprc"),
+                "fid_wf1": res.get("fidelity_weighted_f1"),  # training-time fidelity = l2i.metrics.fidelity_scores
                 "g_accuracy": res.get("accuracy"), "nmf": res.get("test_nmf_loss")}.get(name)
     if kind not in ("evaluation", "baseline"):  # a baseline's results.json names its scores as evaluate.py does
         return None
@@ -138,42 +161,60 @@ def _value(entry, getter):
 
 
 def _blocks(entry):
-    """``B4+B5+B6`` from the training config's hidden layers (``block4`` ...); ``Input`` for the input layer."""
-    config = (entry["training"] or {}).get("config", {})
-    layers = config.get("interpreter", {}).get("hidden_layers", ["block4", "block5", "block6"])
-    names = ["B" + name[len("block"):] if name.startswith("block") else "Input" for name in layers]
-    return "+".join(names)
+    """``B4+B5+B6`` from the run's hidden layers (``block4`` ...); ``Input`` for f's input (``input``)."""
+    return layers_label(entry["identity"]["interpreter"]["hidden_layers"])
 
 
 def _weights(entry):
-    section = (entry["training"] or {}).get("config", {}).get("posthoc", {})
-    return float(section.get("alpha", 10.0)), float(section.get("beta", 0.8))
+    weights = entry["identity"]["weights"]
+    return float(weights["alpha"]), float(weights["beta"])
+
+
+def _selected(entry, kind, parts, f_only=False):
+    """Whether ``entry``'s configuration belongs in a cell of ``kind``: the main configuration (Tables I, IV, V,
+    VIII), or the main one but for the hidden layers (Table VI, fold 1) or the loss weights (Table VII).
+    ``f_only``: a cell of f's scores (Tables I, VIII BASE-f), where an evaluation counts when the run explains
+    the main f post hoc, whatever the interpreter's configuration."""
+    if kind == "baseline":
+        return True  # train_baseline.py folders: one per baseline, no identity
+    diffs = entry.get("differences")
+    if diffs is None:
+        return False
+    if f_only and entry["kind"] == "evaluation":
+        return entry["identity"].get("mode") == "posthoc" and not [d for d in diffs if d.startswith("classifier")]
+    if kind == "layers":
+        return set(diffs) <= AXES["layers"] and entry["fold"] == 1 and _blocks(entry) == parts[1]
+    if kind == "weights":
+        return set(diffs) <= AXES["weights"] and _weights(entry) == (float(parts[1]), float(parts[2]))
+    return not diffs
 
 
 def ours(entries, source):
-    """``(values, commands, datasets)`` of one cell from all entries, evaluation preferred per run."""
+    """``(values, commands, datasets)`` of one cell from all entries, evaluation preferred per run.
+
+    Only runs of the right configuration count (:func:`_selected`, ``l2i/runs.py``); several folders holding
+    the same run (same dataset, fold, seed and identity) count once.
+    """
     kind, datasets, systems, getter, scale = source
     parts = getter.split("|")
     per_run = {}
     for dataset in datasets:
         for entry in entries:
-            if entry["dataset"] != dataset or (systems is not None and entry["system"] not in systems):
+            base = entry.get("base", entry["system"])
+            if entry["dataset"] != dataset or (systems is not None and base not in systems):
                 continue
             if entry["kind"] == "evaluation" and entry["corruption"] != "none":
                 continue
             allowed = {"classifier": ("classifier",), "interp": ("evaluation", "interpreter"),
                        "any": ("evaluation", "classifier"), "evaluation": ("evaluation",),
                        "layers": ("evaluation",), "weights": ("evaluation",), "baseline": ("baseline",)}[kind]
-            if entry["kind"] not in allowed:
-                continue
-            if kind == "layers" and (entry["fold"] != 1 or _blocks(entry) != parts[1]):
-                continue
-            if kind == "weights" and _weights(entry) != (float(parts[1]), float(parts[2])):
+            if entry["kind"] not in allowed or not _selected(entry, kind, parts, f_only=systems is None):
                 continue
             value = _value(entry, getter)
             if value is None or not np.isfinite(value):
                 continue
-            key = (entry["fold"], entry["seed"], entry["system"] if systems else "f")
+            run = identity_hash(entry["identity"]) if entry.get("identity") and systems else base
+            key = (entry["fold"], entry["seed"], run if systems else "f")
             rank = allowed.index(entry["kind"])
             if key not in per_run or rank < per_run[key][0]:
                 per_run[key] = (rank, float(value) * scale, entry["results"].get("command", ""))
@@ -198,19 +239,104 @@ def _template(source):
     if kind == "classifier":
         return TRAIN_F.format(dataset=dataset)
     if kind == "baseline":
-        return TRAIN_B.format(baseline=system[len(BASELINE):], dataset=dataset)
-    command = EVAL.format(dataset=dataset, system=system)
-    if kind == "layers":
-        command = f"train_interpreter.py with interpreter.hidden_layers = {getter.split('|')[1]}; then " + command
-    if kind == "weights":
-        _, a, b = getter.split("|")
-        command = f"train_interpreter.py with posthoc.alpha = {a}, posthoc.beta = {b}; then " + command
-    return command
+        name = system[len(BASELINE):]
+        return TRAIN_B.format(baseline=name, dataset=dataset) + (f" {SWEEP_FLAGS}" if name in SWEPT else "")
+    if kind == APNET:
+        return TRAIN_APNET.format(dataset=dataset, m=_main_k(dataset))
+    if kind in ("layers", "weights"):
+        parts = getter.split("|")
+        if kind == "layers":
+            flags = "--hidden-layers " + " ".join("input" if b == "Input" else "block" + b[1:]
+                                                  for b in parts[1].split("+"))
+        else:
+            flags = f"--alpha {float(parts[1]):g} --beta {float(parts[2]):g}"
+        train = TRAIN_I.format(dataset=dataset, mode="posthoc", theta="att")
+        # the run folder: posthoc_att for the main configuration, else posthoc_att-<tag>-<hash> (printed)
+        return f"{train} {flags}; then " + EVAL.format(dataset=dataset, system="<run folder>")
+    return EVAL.format(dataset=dataset, system=system)
+
+
+# --------------------------------------------------------------------------- NMF sweeps and APNet (Table VIII)
+def sweep_cell(entries, source, selections):
+    """``(values, commands, dataset, label, note)`` of an Unsupervised-NMF or TD-NMF cell.
+
+    Per dataset (ESC-50, then ESC-10): the runs of the sweep's selected ``baseline_<name>_k<K>_<feature>``
+    (``selections[dataset]``: :func:`l2i.baselines.training.select_sweep`'s answer), labelled ``K=<K>,
+    <feature>``; without a selection (no sweep, or no combination run on every fold and seed), the runs of
+    ``baseline_<name>/``. ``note`` says why a cell is empty although sweep runs exist.
+    """
+    kind, datasets, systems, getter, scale = source
+    incomplete = False
+    for dataset in datasets:
+        selection = selections.get(dataset)
+        best = (selection or {}).get("selected")
+        if best is not None:
+            values, commands, found = ours(entries, (kind, (dataset,), (best["system"],), getter, scale))
+            if values:
+                return values, commands, found, f"K={best['n_components']}, {best['feature']}", None
+        incomplete = incomplete or selection is not None
+        values, commands, found = ours(entries, (kind, (dataset,), systems, getter, scale))
+        if values:
+            return values, commands, found, None, None
+    note = "sweep incomplete: no K/feature combination run on every fold and seed" if incomplete else None
+    return [], [], None, None, note
+
+
+def _main_k(dataset):
+    """K of L2I's main dictionary (``dictionary.n_components`` of configs/<dataset>.yaml): APNet's M in Table VIII."""
+    return int(default_config(dataset)["dictionary"]["n_components"])
+
+
+def apnet_runs(results_dir, dataset):
+    """APNet runs of ``experiments/apnet/train.py`` in ``<results_dir>/apnet/<dataset>/fold*/seed*/``.
+
+    Returns ``[{"dataset", "fold", "seed", "n_prototypes", "test_accuracy", "command", "path"}]``: results.json
+    entries with ``model == "apnet"`` and a finite ``test_accuracy`` (0-1), M from the ``config.yaml`` beside
+    (runs without one are left out: their M is unknown).
+    """
+    runs = []
+    for path in sorted(Path(results_dir).glob(f"apnet/{dataset}/fold*/seed*/results.json")):
+        try:
+            results = json.loads(path.read_text())
+            config = yaml.safe_load((path.parent / "config.yaml").read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if not isinstance(results, dict) or not isinstance(config, dict) or results.get("model") != APNET:
+            continue
+        value, m = results.get("test_accuracy"), config.get("n_prototypes")
+        if value is None or m is None or not np.isfinite(float(value)):
+            continue
+        runs.append({"dataset": results.get("dataset", dataset), "fold": int(results.get("fold", 0)),
+                     "seed": int(results.get("seed", config.get("seed", 0))), "n_prototypes": int(m),
+                     "test_accuracy": float(value), "command": results.get("command", ""), "path": path})
+    return runs
+
+
+def apnet_cell(results_dir, source):
+    """``(values, commands, dataset, label, note)`` of an APNet cell: test accuracy (x ``scale``) of the runs with
+    M = L2I's main K, ESC-50 first, then ESC-10; multi-label datasets: n/a (APNet is single-label)."""
+    _, datasets, _, _, scale = source
+    if not set(datasets) <= set(ESC):
+        return [], [], None, None, "n/a (APNet is single-label; not run on multi-label data)"
+    other = set()
+    for dataset in datasets:
+        k = _main_k(dataset)
+        runs = [r for r in apnet_runs(results_dir, dataset) if r["dataset"] == dataset]
+        chosen = {(r["fold"], r["seed"]): r for r in runs if r["n_prototypes"] == k}
+        other |= {r["n_prototypes"] for r in runs if r["n_prototypes"] != k}
+        if chosen:
+            runs = [chosen[key] for key in sorted(chosen)]
+            return ([r["test_accuracy"] * scale for r in runs], [r["command"] for r in runs], dataset, f"M={k}",
+                    None)
+    note = f"runs with M = {', '.join(map(str, sorted(other)))} only, not M = K" if other else None
+    return [], [], None, None, note
 
 
 def build_tables(results_dir):
     """``{table: (title, rows)}`` with rows ``{"system", "metric", "paper", "ours", "command", "n_runs"}``."""
     entries = find_results(results_dir)
+    selections = {(name, dataset): select_sweep(results_dir, name, dataset)
+                  for name in SWEPT for dataset in (*ESC, "sonyc_ust", "openmic")}
     tables = {}
     for table, (title, cells) in PAPER.items():
         rows = []
@@ -219,14 +345,26 @@ def build_tables(results_dir):
                 rows.append({"system": system, "metric": metric, "paper": paper, "ours": "n/a (not our system)",
                              "command": "", "n_runs": 0})
                 continue
-            values, commands, dataset = ours(entries, source)
+            label = note = None
+            name = (source[2] or ("",))[0][len(BASELINE):]
+            if source[0] == APNET:
+                values, commands, dataset, label, note = apnet_cell(results_dir, source)
+            elif source[0] == "baseline" and name in SWEPT:
+                values, commands, dataset, label, note = sweep_cell(
+                    entries, source, {d: selections[(name, d)] for d in source[1]})
+            else:
+                values, commands, dataset = ours(entries, source)
             if values:
                 text = _format(values, source[4])
                 if dataset == "esc10":
                     text += " [ESC-10]"
+                if label:
+                    text += f" [{label}]"
                 command = commands[0] + (f"  (+{len(set(commands)) - 1} more)" if len(set(commands)) > 1 else "")
+            elif note and note.startswith("n/a"):
+                text, command = note, ""
             else:
-                text, command = "not run", _template(source)
+                text, command = "not run" + (f" ({note})" if note else ""), _template(source)
             rows.append({"system": system, "metric": metric, "paper": paper, "ours": text, "command": command,
                          "n_runs": len(values)})
         tables[table] = (title, rows)

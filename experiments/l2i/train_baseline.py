@@ -14,9 +14,21 @@ Writes <output>/l2i/<dataset>/fold<N>/seed<S>/baseline_<name>/: results.json (sc
 `fidelity` {top1, top5 | macro_auprc, micro_auprc, max_f1 | weighted_f1} for flint, vibi, flint_bydesign;
 `interpreter` {accuracy | macro_auprc, micro_auprc | weighted_f1}, the baseline's own classification score;
 `classifier`, the same for f; plus n_params, seconds, command), the model (flint.keras, vibi.keras,
-tdl_nmf.keras or nmf.npz) and history.csv (flint, vibi, flint_bydesign, tdl_nmf). Re-running flint, vibi or
-flint_bydesign continues from the last completed epoch (backup/); nmf and tdl_nmf start over. --epochs sets
-the training epochs (nmf: the dictionary's NMF iterations, as in learn_dictionary.py).
+tdl_nmf.keras or nmf.npz) and history.csv (flint, vibi, flint_bydesign, tdl_nmf). Re-running the same command
+continues from the last completed epoch (backup/; nmf: from the dictionary NMF's last checkpoint,
+nmf_dictionary_checkpoint.npz). --epochs sets the training epochs (nmf: the dictionary's NMF iterations, as in
+learn_dictionary.py).
+
+Sweep (nmf, tdl_nmf; the paper tries K = 64 ... 512 on two features and reports the best):
+
+    python experiments/l2i/train_baseline.py --baseline nmf --dataset esc50 --fold 1 --k 64 128 256 512 \
+        --features logmag sqrt_mel --data-dir DATA --output runs
+
+trains every combination in its own folder baseline_<name>_k<K>_<feature>/ (results.json with a `sweep` field
+{baseline, n_components, feature, metric, score}), then writes <output>/l2i/<dataset>/baseline_<name>_sweep.json:
+the selection over every fold and seed run so far (l2i.baselines.training.select_sweep: highest mean of the
+interpreter's accuracy | macro_auprc | weighted_f1 over the folds and seeds every combination has; ties to the
+smaller K, then logmag). Without --k and --features the run goes to baseline_<name>/ with the config's values.
 """
 import argparse
 import sys
@@ -25,7 +37,8 @@ from pathlib import Path
 
 from audiodata.errors import AudioDataError
 
-from l2i.baselines.training import BASELINES, train_baseline
+from l2i.baselines.training import (BASELINES, NMF_FEATURES, SWEEP_METRICS, select_sweep, sweep_system,
+                                   train_baseline)
 from l2i.training import load_config, run_directory, write_results
 
 
@@ -42,8 +55,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     parser.add_argument("--epochs", type=int, default=None,
                         help="overrides baselines.<name>.epochs (nmf: baselines.nmf.n_iter_dictionary)")
+    parser.add_argument("--k", type=int, nargs="+", default=None, metavar="K",
+                        help="nmf, tdl_nmf: dictionary sizes to sweep (the paper: 64 128 256 512)")
+    parser.add_argument("--features", nargs="+", default=None, choices=NMF_FEATURES,
+                        help="nmf, tdl_nmf: input features to sweep (the paper: both)")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
+    sweep = args.k is not None or args.features is not None
+    if sweep and args.baseline not in ("nmf", "tdl_nmf"):
+        parser.exit(2, "error: --k and --features sweep the nmf and tdl_nmf baselines only\n")
+    if args.k is not None and min(args.k) < 1:
+        parser.exit(2, f"error: --k must be positive integers; got {args.k}\n")
 
     config = load_config(args.dataset, args.config)
     if args.seed is not None:
@@ -63,20 +85,43 @@ def main(argv=None):
             parser.exit(2, f"error: the classifier {classifier} does not exist; train it with "
                            "experiments/l2i/train_classifier.py or pass --classifier (same --dataset, --fold, "
                            "--seed, --output)\n")
-    run_dir = base / f"baseline_{args.baseline}"
-    start = time.perf_counter()
-    try:
-        results = train_baseline(config, args.baseline, args.dataset, args.fold, run_dir, classifier_path=classifier,
-                                 data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose)
-    except AudioDataError as err:
-        parser.exit(2, f"error: {err}\n")
+    if not sweep:
+        combinations = [(None, None, base / f"baseline_{args.baseline}")]
+    else:
+        ks = list(dict.fromkeys(args.k or [int(section.get("n_components", 64))]))
+        features = list(dict.fromkeys(args.features or [section.get("feature", "logmag")]))
+        combinations = [(k, f, base / sweep_system(args.baseline, k, f)) for k in ks for f in features]
     command = [sys.executable] + (sys.argv if argv is None else [__file__] + list(argv))
-    results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"],
-                    "config": config,
-                    "classifier_path": str(classifier) if classifier else None,
-                    "wall_seconds": time.perf_counter() - start, "command": " ".join(map(str, command))})
-    write_results(run_dir / "results.json", results)
-    print({k: v for k, v in results.items() if k != "config"})
+    for k, feature, run_dir in combinations:
+        run_config = config
+        if sweep:
+            run_section = dict(config["baselines"][args.baseline], n_components=k, feature=feature)
+            run_config = dict(config, baselines=dict(config["baselines"], **{args.baseline: run_section}))
+        start = time.perf_counter()
+        try:
+            results = train_baseline(run_config, args.baseline, args.dataset, args.fold, run_dir,
+                                     classifier_path=classifier, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                                     verbose=args.verbose)
+        except AudioDataError as err:
+            parser.exit(2, f"error: {err}\n")
+        results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"],
+                        "config": run_config,
+                        "classifier_path": str(classifier) if classifier else None,
+                        "wall_seconds": time.perf_counter() - start, "command": " ".join(map(str, command))})
+        if sweep:
+            metric = SWEEP_METRICS[args.dataset]
+            results["sweep"] = {"baseline": args.baseline, "n_components": int(k), "feature": feature,
+                                "metric": f"interpreter.{metric}", "score": results["interpreter"].get(metric)}
+        write_results(run_dir / "results.json", results)
+        print({key: v for key, v in results.items() if key != "config"})
+    if sweep:
+        selection = select_sweep(args.output, args.baseline, args.dataset)
+        path = Path(args.output) / "l2i" / args.dataset / f"baseline_{args.baseline}_sweep.json"
+        write_results(path, selection)
+        best = selection["selected"]
+        print(f"sweep of {args.baseline} on {args.dataset} ({len(selection['runs'])} fold/seed runs): best "
+              + (f"K = {best['n_components']}, {best['feature']}, {selection['metric']} = {best['mean']:.4f}"
+                 if best else "none complete") + f"; written to {path}")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
     python experiments/l2i/train_classifier.py --dataset esc50 --fold 1 --data-dir DATA --output runs
 
-Writes <output>/l2i/<dataset>/fold<N>/seed<S>/classifier/{classifier.keras,results.json,history.csv};
-re-running continues from the last completed epoch.
+Writes <output>/l2i/<dataset>/fold<N>/seed<S>/classifier/{classifier.keras,results.json,identity.json,
+history.csv}; re-running continues from the last completed epoch. identity.json (l2i/runs.py) holds the
+classifier section of the config but the budget (epochs); a classifier of another configuration in the same
+folder is refused (use another --output).
 """
 import argparse
 import sys
 import time
 
 from audiodata.errors import AudioDataError
+from l2i.runs import classifier_identity, write_identity
 from l2i.training import load_config, run_directory, train_classifier, write_results
 
 
@@ -33,13 +36,16 @@ def main(argv=None):
     if args.epochs is not None:
         section["epochs"] = args.epochs
     run_dir = run_directory(args.output, args.dataset, args.fold, config["seed"]) / "classifier"
+    identity = classifier_identity(section)
     start = time.perf_counter()
     try:
+        write_identity(run_dir, identity)
         results = train_classifier(section, args.dataset, args.fold, run_dir, data_dir=args.data_dir,
                                    cache_dir=args.cache_dir, verbose=args.verbose)
     except AudioDataError as err:
         parser.exit(2, f"error: {err}\n")
     results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": section,
+                    "identity": identity,
                     "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})
     write_results(run_dir / "results.json", results)
     print({k: v for k, v in results.items() if k != "config"})

@@ -4,6 +4,8 @@ import numpy as np
 from keras import ops
 
 from audiodata.errors import ParameterError
+from l2i.losses import crossentropy as _crossentropy
+from l2i.metrics import auprc
 
 
 def check_positive_int(name, value, minimum=1):
@@ -118,31 +120,19 @@ def linear_probabilities(Z, kernel, bias, multilabel):
 
 
 def classification_score(Y, probabilities, multilabel):
-    """Accuracy (multi-class) or macro-AUPRC over the annotated labels (multi-label)."""
+    """Accuracy (multi-class) or macro-AUPRC over the annotated labels (multi-label, NaN = not annotated):
+    :func:`l2i.metrics.auprc`, the one definition the L2I tables use."""
     if not multilabel:
         return float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(Y, axis=1)))
-    from sklearn.metrics import average_precision_score
-
-    scores = []
-    for j in range(Y.shape[1]):
-        rows = ~np.isnan(Y[:, j])
-        if rows.any() and Y[rows, j].any():
-            scores.append(average_precision_score(Y[rows, j], probabilities[rows, j]))
-    if not scores:
-        raise ParameterError("macro-AUPRC is undefined: no class has an annotated positive label")
-    return float(np.mean(scores))
+    Y = np.asarray(Y, dtype=np.float64)
+    annotated = ~np.isnan(Y)
+    return auprc(np.where(annotated, Y, 0.0), probabilities, average="macro", mask=annotated)
 
 
 def crossentropy(target, prediction, multilabel):
-    """Batch-mean cross-entropy: categorical (softmax outputs) or binary over annotated labels (NaN = unknown)."""
-    prediction = ops.convert_to_tensor(prediction)
-    target = ops.cast(ops.convert_to_tensor(target), prediction.dtype)
-    if not multilabel:
-        return ops.mean(keras.losses.categorical_crossentropy(target, prediction))
-    mask = ops.cast(ops.logical_not(ops.isnan(target)), prediction.dtype)
-    clean = ops.where(mask > 0, target, ops.zeros_like(target))
-    bce = ops.binary_crossentropy(clean, prediction)
-    return ops.sum(bce * mask) / ops.maximum(ops.sum(mask), 1.0)
+    """Batch-mean cross-entropy: categorical (softmax outputs) or binary over annotated labels (NaN = unknown);
+    :func:`l2i.losses.crossentropy`, the one definition of Eqs. 1-2."""
+    return _crossentropy(target, prediction, multilabel)
 
 
 def softmax_entropy(v, axis=-1):

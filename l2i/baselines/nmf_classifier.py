@@ -1,4 +1,7 @@
 """Unsupervised-NMF classifier: sparse-NMF dictionary, time-averaged activations, logistic regression."""
+import os
+from pathlib import Path
+
 import numpy as np
 
 from audiodata.errors import ParameterError
@@ -7,6 +10,9 @@ from l2i.baselines._common import (as_clips, as_targets, check_non_negative, che
 from l2i.nmf import learn_dictionary, nmf_activations
 
 __all__ = ["NMFClassifier"]
+
+#: The file of ``run_dir`` holding the dictionary's sparse-NMF state (``W``, ``H``, ``iteration``, ``converged``).
+CHECKPOINT = "nmf_dictionary_checkpoint.npz"
 
 
 class NMFClassifier:
@@ -86,14 +92,21 @@ class NMFClassifier:
                 "max_iter": self.max_iter, "multilabel": self.multilabel, "dictionary": self.dictionary,
                 "seed": self.seed}
 
-    def fit(self, X, y, n_classes=None):
-        """Learn ``W`` on ``X``, encode the clips and fit the linear model; returns ``self``."""
+    def fit(self, X, y, n_classes=None, run_dir=None, checkpoint_every=10):
+        """Learn ``W`` on ``X``, encode the clips and fit the linear model; returns ``self``.
+
+        With ``run_dir``, the dictionary's sparse NMF saves its state (``W``, ``H``, iterations
+        done) to ``run_dir/nmf_dictionary_checkpoint.npz`` every ``checkpoint_every`` iterations
+        and at the end; calling ``fit`` again on the same folder continues from that iteration
+        (``dictionary_iterations_this_run_`` counts the new ones). Memory-mapped clips (rows of a
+        feature cache) are read block by block, never copied whole.
+        """
         clips = as_clips(X)
         Y = as_targets(y, len(clips), n_classes, self.multilabel)
+        self.dictionary_iterations_ = self.dictionary_iterations_this_run_ = 0
         if self.dictionary is None:
-            W, _, self.dictionary_history_ = learn_dictionary(
-                [c.T for c in clips], self.n_components, l1=self.l1, n_iter=self.n_iter_dictionary, seed=self.seed,
-                tol=self.tol)
+            W, _, self.dictionary_history_ = self._learn_dictionary([c.T for c in clips], run_dir,
+                                                                    int(checkpoint_every))
         else:
             W = self.dictionary
             if W.shape[0] != clips[0].shape[1]:
@@ -106,6 +119,44 @@ class NMFClassifier:
         self.kernel_, self.bias_ = fit_linear((Z - self.mean_) / self.scale_, Y, self.multilabel, self.C,
                                               self.max_iter, self.seed)
         return self
+
+    def _learn_dictionary(self, data, run_dir, checkpoint_every):
+        """:func:`l2i.nmf.learn_dictionary`, checkpointed to (and resumed from) ``run_dir``."""
+        kwargs = {"l1": self.l1, "seed": self.seed, "tol": self.tol}
+        if run_dir is None:
+            W, H, history = learn_dictionary(data, self.n_components, n_iter=self.n_iter_dictionary, **kwargs)
+            self.dictionary_iterations_ = self.dictionary_iterations_this_run_ = history["n_iter"]
+            return W, H, history
+        path = Path(run_dir) / CHECKPOINT
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        n_frames = sum(d.shape[1] for d in data)
+        done, converged, init = 0, False, {}
+        if path.is_file():
+            with np.load(path) as saved:
+                W, H = saved["W"], saved["H"]
+                done, converged = int(saved["iteration"]), bool(saved["converged"])
+            if W.shape != (data[0].shape[0], self.n_components) or H.shape != (self.n_components, n_frames):
+                raise ParameterError(f"{path} holds a dictionary of another shape ({W.shape}, H {H.shape}); "
+                                     "use another folder")
+            init = {"W_init": W, "H_init": H}
+        remaining = self.n_iter_dictionary - done
+        if converged or remaining <= 0:
+            self.dictionary_iterations_, self.dictionary_iterations_this_run_ = done, 0
+            return W, H, {"objective": [], "n_iter": 0, "converged": converged, "seconds": 0.0}
+
+        def save(iteration, W, H, converged=False):
+            _save_npz(path, W=W, H=H, iteration=np.int64(done + iteration), converged=np.bool_(converged))
+
+        def callback(iteration, W, H):
+            if iteration % max(checkpoint_every, 1) == 0:
+                save(iteration, W, H)
+
+        W, H, history = learn_dictionary(data, self.n_components, n_iter=remaining, callback=callback, **kwargs,
+                                         **init)
+        save(history["n_iter"], W, H, converged=history["converged"])
+        self.dictionary_iterations_ = done + history["n_iter"]
+        self.dictionary_iterations_this_run_ = history["n_iter"]
+        return W, H, history
 
     def transform(self, X):
         """Time-averaged activations ``z = mean_t H`` [shape=(N, K)] for the learned ``W``."""
@@ -137,3 +188,12 @@ class NMFClassifier:
     def _check_fitted(self):
         if not hasattr(self, "dictionary_"):
             raise ParameterError("this NMFClassifier is not fitted yet; call fit(X, y) first")
+
+
+def _save_npz(path, **arrays):
+    """``np.savez`` written atomically (temporary file, then rename), so an interruption keeps the last one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)

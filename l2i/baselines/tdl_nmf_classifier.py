@@ -1,4 +1,8 @@
 """Task-driven NMF (TDL-NMF): the NMF dictionary and the linear classifier trained jointly on the class loss."""
+import os
+import tempfile
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -34,6 +38,13 @@ class TDLNMFClassifier:
     number of unrolled multiplicative updates from ``H_0 = 1`` instead (the encoder
     used for prediction is the same truncated solver, so training and test agree).
     Clips must share their length ``T`` (they are batched).
+
+    **Memory and resuming.** ``fit``, ``transform`` and ``predict_proba`` read the clips
+    ``batch_size`` at a time from any array-like of rows (a memory-mapped feature cache),
+    so the training set is never held in memory; step 1 reads it through memory-mapped
+    views (or a memory-mapped scratch file when a ``transform`` is given). Only
+    :func:`l2i.nmf.learn_dictionary`'s activations ``H`` [shape=(K, total frames)] are in
+    memory. With ``run_dir``, ``fit`` resumes from the last completed epoch.
 
     Args:
         n_components: int, ``K`` (the paper sweeps 64-512).
@@ -95,36 +106,89 @@ class TDLNMFClassifier:
                 "learning_rate": self.learning_rate, "C": self.C, "multilabel": self.multilabel,
                 "dictionary": self.dictionary, "seed": self.seed, "verbose": self.verbose}
 
-    def fit(self, X, y, n_classes=None):
-        """Learn ``W_0``, initialise the linear layer, then train both; returns ``self``."""
-        X = self._stack(X)
-        Y = as_targets(y, X.shape[0], n_classes, self.multilabel)
+    def fit(self, X, y, n_classes=None, rows=None, transform=None, run_dir=None):
+        """Learn ``W_0``, initialise the linear layer, then train both; returns ``self``.
+
+        Parameters
+        ----------
+        X : np.ndarray [shape=(N, T, F)], list of (T, F) arrays, or an array-like of rows
+            Time-first non-negative spectrograms. Anything indexable by an int array of rows
+            (``np.memmap``, :class:`audiodata.features.FeatureArray`) is read ``batch_size``
+            rows at a time and never held whole (a list is stacked in memory).
+        y : np.ndarray [shape=(n,) or (n, C)]
+            Targets of the clips used (``rows`` order).
+        n_classes : int, optional
+        rows : int array, optional
+            Rows of ``X`` to train on (default: all).
+        transform : callable, optional
+            Maps a batch ``(b, T, F)`` read from ``X`` to the non-negative spectrograms
+            (e.g. the square root of the power mel from a log-mel cache).
+        run_dir : str or Path, optional
+            Resumable training: ``W_0``, the standardisation and the initial read-out go to
+            ``run_dir/tdl_nmf_init.npz`` (reused on a re-run), the Keras training keeps
+            ``run_dir/backup`` and ``run_dir/history.csv`` (:func:`l2i.training.fit_resumable`),
+            so calling ``fit`` again on the same folder continues from the last completed epoch.
+        """
+        X, rows = _source(X, rows)
+        Y = as_targets(y, len(rows), n_classes, self.multilabel)
         keras.utils.set_random_seed(self.seed)
-        if self.dictionary is None:
-            W0, _, _ = learn_dictionary([c.T for c in X], self.n_components, l1=self.l1, n_iter=self.n_iter_dictionary,
-                                        seed=self.seed)
+        n_frames, n_bins = _clip_shape(X, rows, transform)
+        if run_dir is not None:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+        init_path = None if run_dir is None else Path(run_dir) / "tdl_nmf_init.npz"
+        if init_path is not None and init_path.is_file():
+            with np.load(init_path) as saved:
+                W0, mean, std, kernel, bias = (saved[k] for k in ("W0", "mean", "std", "kernel", "bias"))
+            if W0.shape != (n_bins, self._n_atoms()) or kernel.shape[1] != Y.shape[1]:
+                raise ParameterError(f"{init_path} holds a run of another shape (W0 {W0.shape}, "
+                                     f"{kernel.shape[1]} classes); use another folder")
         else:
-            W0 = self.dictionary
-            if W0.shape[0] != X.shape[2]:
-                raise ParameterError(f"dictionary has {W0.shape[0]} rows, the clips {X.shape[2]} bins")
+            if self.dictionary is None:
+                with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
+                    clips = _dictionary_views(X, rows, transform, self.batch_size, scratch)
+                    W0, _, _ = learn_dictionary(clips, self.n_components, l1=self.l1,
+                                                n_iter=self.n_iter_dictionary, seed=self.seed)
+                    del clips
+            else:
+                W0 = self.dictionary
+                if W0.shape[0] != n_bins:
+                    raise ParameterError(f"dictionary has {W0.shape[0]} rows, the clips {n_bins} bins")
+            W0 = np.asarray(W0, dtype=np.float32)
+            encoder = self._encoder(W0, n_bins)
+            Z0 = np.concatenate([keras.ops.convert_to_numpy(encoder(batch[0])).mean(axis=2)
+                                 for batch in _ClipBatches(X, rows, None, self.batch_size, transform)])
+            mean, std = Z0.mean(axis=0), np.maximum(Z0.std(axis=0), 1e-8)
+            kernel, bias = fit_linear((Z0 - mean) / std, Y, self.multilabel, self.C, seed=self.seed)
+            if init_path is not None:
+                _save_npz(init_path, W0=W0, mean=mean, std=std, kernel=kernel, bias=bias)
         self.initial_dictionary_ = np.asarray(W0, dtype=np.float32)
-        encoder = UnrolledNMFEncoder(self.initial_dictionary_.shape[1], n_iter=self.n_iter, l1=self.l1,
-                                     name="nmf_activations")
-        encoder.build((None, None, X.shape[2]))
-        encoder.set_weights([self.initial_dictionary_])
-        Z0 = np.concatenate([keras.ops.convert_to_numpy(encoder(X[i:i + self.batch_size])).mean(axis=2)
-                             for i in range(0, X.shape[0], self.batch_size)])
-        mean, std = Z0.mean(axis=0), np.maximum(Z0.std(axis=0), 1e-8)
-        kernel, bias = fit_linear((Z0 - mean) / std, Y, self.multilabel, self.C, seed=self.seed)
         self.n_classes_ = Y.shape[1]
-        self.model_ = _build_model(encoder, X.shape[1], X.shape[2], self.n_classes_, mean, std ** 2, self.multilabel)
+        encoder = self._encoder(self.initial_dictionary_, n_bins)
+        self.model_ = _build_model(encoder, n_frames, n_bins, self.n_classes_, mean, std ** 2, self.multilabel)
         self.model_.get_layer("linear").set_weights([kernel, bias])
         self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                             loss=masked_binary_crossentropy if self.multilabel else "categorical_crossentropy")
-        history = self.model_.fit(X, Y, batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
-                                  verbose=self.verbose)
-        self.history_ = history.history
+        train = _ClipBatches(X, rows, Y, self.batch_size, transform, shuffle=True, seed=self.seed)
+        if run_dir is None:
+            self.history_ = self.model_.fit(train, epochs=self.epochs, verbose=self.verbose).history
+            self.epochs_this_run_ = self.epochs
+        else:
+            from l2i.training import fit_resumable
+
+            rows_csv, self.epochs_this_run_ = fit_resumable(self.model_, train, run_dir, self.epochs,
+                                                           verbose=self.verbose)
+            keys = [k for k in (rows_csv[0] if rows_csv else {}) if k != "epoch"]
+            self.history_ = {k: [row[k] for row in rows_csv] for k in keys}
         return self
+
+    def _n_atoms(self):
+        return self.n_components if self.dictionary is None else self.dictionary.shape[1]
+
+    def _encoder(self, W0, n_bins):
+        encoder = UnrolledNMFEncoder(W0.shape[1], n_iter=self.n_iter, l1=self.l1, name="nmf_activations")
+        encoder.build((None, None, n_bins))
+        encoder.set_weights([W0])
+        return encoder
 
     @property
     def dictionary_(self):
@@ -132,16 +196,18 @@ class TDLNMFClassifier:
         self._check_fitted()
         return keras.ops.convert_to_numpy(self.model_.get_layer("nmf_activations").dictionary)
 
-    def transform(self, X):
-        """Time-averaged activations ``z = mean_t H`` [shape=(N, K)] of the trained encoder."""
+    def transform(self, X, rows=None, transform=None):
+        """Time-averaged activations ``z = mean_t H`` [shape=(N, K)] of the trained encoder (read by batches)."""
         self._check_fitted()
+        X, rows = _source(X, rows)
         sub = keras.Model(self.model_.inputs[0], self.model_.get_layer("mean_activations").output)
-        return np.asarray(sub.predict(self._stack(X), batch_size=self.batch_size, verbose=0))
+        return np.asarray(sub.predict(_ClipBatches(X, rows, None, self.batch_size, transform), verbose=0))
 
-    def predict_proba(self, X):
-        """Class probabilities [shape=(N, C)]."""
+    def predict_proba(self, X, rows=None, transform=None):
+        """Class probabilities [shape=(N, C)] of ``X`` (or of its ``rows``), read ``batch_size`` clips at a time."""
         self._check_fitted()
-        return np.asarray(self.model_.predict(self._stack(X), batch_size=self.batch_size, verbose=0))
+        X, rows = _source(X, rows)
+        return np.asarray(self.model_.predict(_ClipBatches(X, rows, None, self.batch_size, transform), verbose=0))
 
     def predict(self, X):
         """Class indices (multi-class) or 0/1 decisions at 0.5 (multi-label)."""
@@ -154,18 +220,103 @@ class TDLNMFClassifier:
         Y = as_targets(y, probabilities.shape[0], self.n_classes_, self.multilabel)
         return classification_score(Y, probabilities, self.multilabel)
 
-    @staticmethod
-    def _stack(X):
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise ParameterError("this TDLNMFClassifier is not fitted yet; call fit(X, y) first")
+
+
+def _source(X, rows):
+    """``(array-like of rows, rows)``: a list of clips is stacked; arrays and feature caches are kept as they are."""
+    if isinstance(X, (list, tuple)):
         clips = as_clips(X)
         lengths = {c.shape[0] for c in clips}
         if len(lengths) != 1:
             raise ParameterError(f"TDL-NMF batches clips: they must share their length T; "
                                  f"got lengths {sorted(lengths)}")
-        return np.stack(clips)
+        X = np.stack(clips)
+    if len(getattr(X, "shape", ())) != 3:
+        raise ParameterError(f"X must hold time-first spectrograms (N, T, F); got shape {getattr(X, 'shape', None)}")
+    rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 1 or rows.size == 0:
+        raise ParameterError("rows must be a non-empty 1-D array of row numbers")
+    return X, rows
 
-    def _check_fitted(self):
-        if not hasattr(self, "model_"):
-            raise ParameterError("this TDLNMFClassifier is not fitted yet; call fit(X, y) first")
+
+def _clip_shape(X, rows, transform):
+    """``(T, F)`` of the clips after ``transform`` (reads one row)."""
+    first = np.asarray(X[rows[:1]], dtype=np.float32)
+    if transform is not None:
+        first = transform(first)
+    return int(first.shape[1]), int(first.shape[2])
+
+
+def _checked(batch, transform):
+    batch = np.asarray(batch, dtype=np.float32)
+    if transform is not None:
+        batch = np.asarray(transform(batch), dtype=np.float32)
+    if not np.all(np.isfinite(batch)) or np.any(batch < 0):
+        raise ParameterError(f"the spectrograms must be finite and non-negative (NMF data); min {np.nanmin(batch):.4g}")
+    return batch
+
+
+class _ClipBatches(keras.utils.PyDataset):
+    """``batch_size`` rows of ``X`` per batch (read when asked for; sorted within a batch for sequential reads).
+
+    With ``shuffle`` the order of epoch ``e`` is the permutation drawn from ``(seed, e)``
+    (as :class:`l2i.training.L2IBatches`), so a resumed run sees the batches of an
+    uninterrupted one. Yields ``(x,)`` when ``targets`` is None, else ``(x, y)``.
+    """
+
+    def __init__(self, X, rows, targets, batch_size, transform=None, shuffle=False, seed=0):
+        super().__init__()
+        self.X, self.rows, self.transform = X, np.asarray(rows), transform
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
+        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        n = len(self.rows)
+        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    def __len__(self):
+        return -(-len(self.rows) // self.batch_size)
+
+    def __getitem__(self, index):
+        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        positions = positions[np.argsort(self.rows[positions], kind="stable")]
+        x = _checked(self.X[self.rows[positions]], self.transform)
+        return (x,) if self.targets is None else (x, self.targets[positions])
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.set_epoch(self.epoch + 1)
+
+
+def _dictionary_views(X, rows, transform, batch_size, scratch):
+    """Frequency-first ``(F, T)`` views of the clips for :func:`l2i.nmf.learn_dictionary`, never all in memory.
+
+    Rows of an ``np.ndarray``/``np.memmap`` without ``transform`` are views of it; otherwise the
+    clips are written ``batch_size`` at a time to a memory-mapped file in ``scratch``.
+    """
+    if transform is None and isinstance(X, np.ndarray):
+        return [X[r].T for r in rows]
+    n_frames, n_bins = _clip_shape(X, rows, transform)
+    out = np.lib.format.open_memmap(Path(scratch) / "dictionary_data.npy", mode="w+", dtype=np.float32,
+                                    shape=(len(rows), n_frames, n_bins))
+    for start in range(0, len(rows), batch_size):
+        out[start:start + batch_size] = _checked(X[rows[start:start + batch_size]], transform)
+    out.flush()
+    return [out[i].T for i in range(len(rows))]
+
+
+def _save_npz(path, **arrays):
+    """``np.savez`` written atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)
 
 
 def _build_model(encoder, n_frames, n_frequencies, n_classes, mean, variance, multilabel):

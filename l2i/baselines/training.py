@@ -20,17 +20,22 @@ computed the same way for every system:
   performance of the interpreter"); ``flint_bydesign`` also reports its ``f`` and the
   fidelity of ``g`` to it.
 
-Resuming. The Keras baselines (``flint``, ``vibi``, ``flint_bydesign``) are fitted by
-:func:`l2i.training.fit_resumable`: a re-run continues from the last completed epoch.
-``nmf`` and ``tdl_nmf`` are one ``fit`` call of their estimator and start over.
+Resuming. The Keras baselines (``flint``, ``vibi``, ``flint_bydesign``) and ``tdl_nmf``'s
+joint training are fitted by :func:`l2i.training.fit_resumable` (``backup/``, ``history.csv``):
+a re-run continues from the last completed epoch (``tdl_nmf`` also keeps its ``W_0``,
+standardisation and initial read-out in ``tdl_nmf_init.npz``). ``nmf``'s dictionary NMF
+saves ``W``, ``H`` and its iteration to ``nmf_dictionary_checkpoint.npz`` every
+``checkpoint_every`` iterations (default 10) and a re-run continues from there; the
+encoding and the logistic regression (minutes) are redone.
 
-Memory. ``nmf`` on the log-magnitude reads the clips as memory-mapped rows of the
-feature cache (never all in memory at once); ``tdl_nmf`` batches a stacked
-``(N, T, F)`` array, i.e. 1.4 GB for an ESC-50 training fold on the log-magnitude
-(and too much for OpenMIC-2018's 15k ten-second clips: use ``feature: sqrt_mel`` there
-or a machine with the memory).
+Memory. Both NMF baselines read the clips from the memory-mapped feature caches, never
+all at once: ``tdl_nmf`` trains and predicts on batches of ``batch_size`` rows; the
+sparse NMF of the dictionaries reads memory-mapped views of the clips block by block
+(``sqrt_mel`` is first written, batch by batch, to a memory-mapped ``scratch/`` file,
+deleted at the end). What stays in memory is the NMF activations ``H``
+[shape=(K, total frames)]: 4 K bytes per frame, 1.4 GB for an ESC-50 training fold at
+K = 512, about 13 GB for OpenMIC-2018's training set.
 """
-import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +46,8 @@ import numpy as np
 from audiodata.errors import ParameterError
 from l2i.training import L2IBatches, _fresh_classifier, _seconds, fit_resumable, load_fold
 
-__all__ = ["BASELINES", "MODEL_FILES", "NMF_FEATURES", "nmf_clips", "score_predictions", "train_baseline"]
+__all__ = ["BASELINES", "MODEL_FILES", "NMF_FEATURES", "SWEEP_METRICS", "nmf_clips", "nmf_source", "score_predictions",
+           "select_sweep", "sqrt_mel", "sweep_system", "train_baseline"]
 
 #: Baseline name -> setting: ``"posthoc"`` (needs the trained classifier f, Table IV) or ``"bydesign"`` (Table VIII).
 BASELINES = {"flint": "posthoc", "vibi": "posthoc", "flint_bydesign": "bydesign", "nmf": "bydesign",
@@ -165,59 +171,149 @@ def _train_vibi(section, data, run_dir, classifier, batch_size, seed, verbose):
     return f, g, history, epochs_run, {"n_params": n_params, "n_params_interpreter": n_params}
 
 
-def nmf_clips(data, rows, feature="logmag"):
-    """Time-first non-negative spectrograms ``(T, F)`` of ``rows`` for the NMF baselines.
+def sqrt_mel(batch, params=None):
+    """``sqrt(max(exp(logmel) - amin, 0))``: the square root of the power mel from a ``log(S + amin)`` batch."""
+    params = params or {}
+    if params.get("log", "log") != "log":
+        raise ParameterError(f"sqrt_mel needs the mel cache stored as log(S + amin); it is log={params.get('log')!r}")
+    amin = float(params.get("amin", 1e-10))  # audiodata's default amin when the config sets none
+    return np.sqrt(np.maximum(np.exp(np.asarray(batch, np.float64)) - amin, 0.0)).astype(np.float32)
 
-    ``"logmag"``: rows of the memory-mapped log-magnitude cache (read when used, never all
-    at once). ``"sqrt_mel"``: ``sqrt(max(exp(logmel) - amin, 0))``, the square root of the
-    power mel spectrogram, from the ``log(S + amin)`` mel cache (in memory).
+
+def nmf_source(data, feature="logmag"):
+    """``(array of rows, transform)`` the NMF baselines read ``feature`` from.
+
+    ``"logmag"``: the memory-mapped log-magnitude cache, as is. ``"sqrt_mel"``: the
+    memory-mapped log-mel cache and :func:`sqrt_mel` applied to each batch read.
     """
     if feature not in NMF_FEATURES:
         raise ParameterError(f"feature must be one of {NMF_FEATURES}; got {feature!r}")
     if feature == "logmag":
-        return [data.logmag.data[r] for r in rows]
-    params = getattr(data.mel, "params", {}) or {}
-    if params.get("log", "log") != "log":
-        raise ParameterError(f"sqrt_mel needs the mel cache stored as log(S + amin); it is log={params.get('log')!r}")
-    amin = float(params.get("amin", 1e-10))  # audiodata's default amin when the config sets none
-    return [np.sqrt(np.maximum(np.exp(np.asarray(data.mel[r], np.float64)) - amin, 0.0)).astype(np.float32)
-            for r in rows]
+        return data.logmag.data, None
+    params = dict(getattr(data.mel, "params", {}) or {})
+    sqrt_mel(np.zeros((1, 1, 1), np.float32), params)  # checks the cache's log
+    return data.mel.data, lambda batch: sqrt_mel(batch, params)
+
+
+def nmf_clips(data, rows, feature="logmag", scratch=None, batch_size=64):
+    """Time-first non-negative spectrograms ``(T, F)`` of ``rows`` for the NMF baselines, never all in memory.
+
+    ``"logmag"``: views of the memory-mapped log-magnitude cache (read when used).
+    ``"sqrt_mel"``: :func:`sqrt_mel` of the mel cache, written ``batch_size`` clips at a time to
+    ``scratch/sqrt_mel_<n>.npy`` (a memory-mapped file; in memory when ``scratch`` is None).
+    """
+    array, transform = nmf_source(data, feature)
+    rows = np.asarray(rows)
+    if transform is None:
+        return [array[r] for r in rows]
+    shape = (len(rows),) + tuple(array.shape[1:])
+    if scratch is None:
+        out = np.empty(shape, np.float32)
+    else:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+        out = np.lib.format.open_memmap(Path(scratch) / f"sqrt_mel_{len(rows)}.npy", mode="w+", dtype=np.float32,
+                                        shape=shape)
+    for start in range(0, len(rows), batch_size):
+        out[start:start + batch_size] = transform(array[rows[start:start + batch_size]])
+    return [out[i] for i in range(len(rows))]
 
 
 def _train_nmf(name, section, data, run_dir, batch_size, seed, verbose):
+    import shutil
+
     from l2i.baselines import NMFClassifier, TDLNMFClassifier
 
     feature = section.get("feature", "logmag")
     rows, labels = _split(data, "train")
     test_rows, _ = _split(data, "test")
     start = time.perf_counter()
+    scratch = run_dir / "scratch"
     if name == "nmf":
         model = NMFClassifier(multilabel=data.multilabel, seed=seed, **_kwargs(section, _NMF_ARGS))
-    else:
-        kwargs = dict(_kwargs(section, _TDL_ARGS), batch_size=batch_size)
-        model = TDLNMFClassifier(multilabel=data.multilabel, seed=seed, verbose=verbose, **kwargs)
-    model.fit(nmf_clips(data, rows, feature), labels, n_classes=len(data.classes))
-    seconds = time.perf_counter() - start
-    g = model.predict_proba(nmf_clips(data, test_rows, feature))
-    if name == "nmf":
+        model.fit(nmf_clips(data, rows, feature, scratch, batch_size), labels, n_classes=len(data.classes),
+                  run_dir=run_dir, checkpoint_every=int(section.get("checkpoint_every", 10)))
+        seconds = time.perf_counter() - start
+        g = model.predict_proba(nmf_clips(data, test_rows, feature, scratch, batch_size))
         np.savez(run_dir / MODEL_FILES["nmf"], dictionary=model.dictionary_, mean=model.mean_, scale=model.scale_,
                  kernel=model.kernel_, bias=model.bias_)
         n_params = int(model.dictionary_.size + model.kernel_.size + model.bias_.size)
-        history, epochs = [], 0
+        epochs, epochs_run = model.dictionary_iterations_, model.dictionary_iterations_this_run_
     else:
+        kwargs = dict(_kwargs(section, _TDL_ARGS), batch_size=batch_size)
+        model = TDLNMFClassifier(multilabel=data.multilabel, seed=seed, verbose=verbose, **kwargs)
+        array, transform = nmf_source(data, feature)
+        model.fit(array, labels, n_classes=len(data.classes), rows=rows, transform=transform, run_dir=run_dir)
+        seconds = time.perf_counter() - start
+        g = model.predict_proba(array, rows=test_rows, transform=transform)
         model.model_.save(run_dir / MODEL_FILES["tdl_nmf"])
         n_params = int(model.model_.count_params())
-        history = [{"epoch": i, **{k: float(v[i]) for k, v in model.history_.items()}}
-                   for i in range(len(model.history_.get("loss", [])))]
-        epochs = len(history)
-        if history:
-            with open(run_dir / "history.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-                writer.writeheader()
-                writer.writerows(history)
+        epochs, epochs_run = len(model.history_.get("loss", [])), int(model.epochs_this_run_)
+    shutil.rmtree(scratch, ignore_errors=True)
     extra = {"feature": feature, "n_components": int(model.dictionary_.shape[1]), "n_params": n_params,
-             "n_params_interpreter": n_params, "seconds": seconds, "epochs": epochs, "epochs_this_run": epochs}
+             "n_params_interpreter": n_params, "seconds": seconds, "epochs": int(epochs),
+             "epochs_this_run": int(epochs_run)}
     return g, extra
+
+
+#: The score a sweep selects on, per dataset (the metric of Table VIII: ``results["interpreter"][metric]``).
+SWEEP_METRICS = {"esc50": "accuracy", "esc10": "accuracy", "sonyc_ust": "macro_auprc", "openmic": "weighted_f1"}
+
+
+def sweep_system(name, n_components, feature):
+    """The run folder of one sweep combination: ``baseline_<name>_k<K>_<feature>``."""
+    return f"{BASELINE_PREFIX}{name}_k{int(n_components)}_{feature}"
+
+
+BASELINE_PREFIX = "baseline_"
+
+
+def select_sweep(results_dir, name, dataset):
+    """The best ``(K, feature)`` of a sweep of ``name`` on ``dataset``, over every fold and seed found.
+
+    Reads the ``results.json`` of the ``baseline_<name>_k<K>_<feature>`` folders (their
+    ``sweep`` field) below ``results_dir``. Rule (reproducible, no free choice): keep the
+    combinations run on every ``(fold, seed)`` that any combination was run on; pick the
+    highest mean of ``interpreter[SWEEP_METRICS[dataset]]`` over those runs; ties go to the
+    smaller ``K``, then to the feature first in :data:`NMF_FEATURES`. Like the paper, the
+    selection is on the test scores (there is no validation split in Table VIII's protocol).
+
+    Returns
+    -------
+    dict or None
+        None when no sweep run exists. Else ``baseline``, ``dataset``, ``metric``, ``rule``,
+        ``runs`` (the ``[fold, seed]`` pairs), ``selected`` and ``candidates`` (each
+        ``{"system", "n_components", "feature", "mean", "std", "n_runs", "values", "complete"}``,
+        the candidates best first).
+    """
+    from l2i.pipeline import find_results
+
+    metric = SWEEP_METRICS[dataset]
+    groups = {}
+    for entry in find_results(results_dir):
+        sweep = entry["results"].get("sweep") or {}
+        if entry["kind"] != "baseline" or entry["dataset"] != dataset or sweep.get("baseline") != name:
+            continue
+        value = (entry["results"].get("interpreter") or {}).get(metric)
+        if value is None or not np.isfinite(value):
+            continue
+        key = (int(sweep["n_components"]), str(sweep["feature"]))
+        groups.setdefault(key, {})[(entry["fold"], entry["seed"])] = float(value)
+    if not groups:
+        return None
+    runs = sorted(set().union(*groups.values()))
+    order = {f: i for i, f in enumerate(NMF_FEATURES)}
+    candidates = []
+    for (k, feature), values in groups.items():
+        v = [values[r] for r in sorted(values)]
+        candidates.append({"system": sweep_system(name, k, feature), "n_components": k, "feature": feature,
+                           "mean": float(np.mean(v)), "std": float(np.std(v)), "n_runs": len(v),
+                           "values": {f"fold{f}_seed{s}": values[(f, s)] for f, s in sorted(values)},
+                           "complete": set(values) == set(runs)})
+    candidates.sort(key=lambda c: (not c["complete"], -c["mean"], c["n_components"], order.get(c["feature"], 99)))
+    return {"baseline": name, "dataset": dataset, "metric": f"interpreter.{metric}", "runs": [list(r) for r in runs],
+            "rule": "complete combinations only; highest mean; ties: smaller K, then feature order "
+                    f"{list(NMF_FEATURES)}",
+            "selected": candidates[0] if candidates[0]["complete"] else None, "candidates": candidates}
 
 
 def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, data_dir=None, cache_dir=None,

@@ -137,3 +137,63 @@ def test_optional_feature_keys_are_checked(tmp_path):
         path.write_text(yaml.safe_dump({"mel": {**base, key: bad}}))
         with pytest.raises(ParameterError, match=key):
             load_feature_params(path, "mel")
+
+
+# ---------------------------------------------------------------- peak normalisation (L2I authors' loader)
+def test_peak_normalize_modes():
+    from audiodata.features.extract import peak_normalize
+
+    y = np.array([0.1, -0.4, 0.2, 0.0], dtype=np.float32)
+    np.testing.assert_allclose(peak_normalize(y, True), y / 0.4)
+    np.testing.assert_allclose(peak_normalize(y, "abs"), y / 0.4)
+    np.testing.assert_allclose(peak_normalize(y, "max"), y / 0.2)  # the authors' x / x.max()
+    assert peak_normalize(y, "max").dtype == np.float32
+    for off in (False, None):
+        assert peak_normalize(y, off) is y
+    np.testing.assert_allclose(peak_normalize(-y * (y < 0), "max"), -y * (y < 0) / 0.4)  # max <= 0: |y| peak
+    silent = np.zeros(5, np.float32)
+    np.testing.assert_array_equal(peak_normalize(silent, "max"), silent)
+    with pytest.raises(ValueError, match="peak_normalize"):
+        peak_normalize(y, "rms")
+
+
+def test_peak_normalize_key_is_checked(tmp_path):
+    base = dict(load_feature_params("esc50", "logmag"))
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"logmag": {**base, "peak_normalize": "rms"}}))
+    with pytest.raises(ParameterError, match="peak_normalize"):
+        load_feature_params(path, "logmag")
+
+
+def test_l2i_feature_sets_are_peak_normalised_and_apnet_sets_are_not():
+    # The authors divide the waveform by its max before the STFT that gives both X_ls (NMF) and X_lgmel (f).
+    for dataset in ("esc50", "sonyc_ust", "openmic"):
+        for name in ("mel", "logmag"):
+            assert load_feature_params(dataset, name)["peak_normalize"] == "max", (dataset, name)
+    for name in ("mel_apnet", "mel_sb_cnn", "mel_att_crnn"):
+        assert not load_feature_params("esc50", name).get("peak_normalize")
+    assert not load_feature_params("urbansound8k", "mel").get("peak_normalize")
+
+
+def test_peak_normalised_features_do_not_depend_on_the_level(shared_data, tmp_path):
+    from audiodata.features.extract import load_signal
+    from l2i.pipeline import load_clip
+
+    y, sr = sf.read(str(shared_data / ESC_CLIP), dtype="float32")
+    for gain in (1.0, 0.05):
+        sf.write(str(tmp_path / f"g{gain}.wav"), gain * y, sr, subtype="FLOAT")
+    on = load_feature_params("esc50", "logmag")
+    off = {**on, "peak_normalize": False}
+    loud, quiet = (compute_features(tmp_path / f"g{g}.wav", on) for g in (1.0, 0.05))
+    np.testing.assert_allclose(loud, quiet, atol=1e-4)
+    raw_loud, raw_quiet = (compute_features(tmp_path / f"g{g}.wav", off) for g in (1.0, 0.05))
+    assert np.abs(raw_loud - raw_quiet).max() > 0.1  # log(1 + |X|) depends on the level without it
+    clip = load_signal(tmp_path / "g0.05.wav", on)
+    assert clip.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(compute_features(tmp_path / "g0.05.wav", on),
+                               log_magnitude_spectrogram(clip, n_fft=1024, hop_length=512), atol=1e-5)
+    # The L2I pipeline's own loading (interpretations, evaluation) gives the same clip.
+    piped, _ = load_clip(tmp_path / "g0.05.wav", 44100, 5.0, peak_normalize="max")
+    np.testing.assert_allclose(piped, clip, atol=1e-6)
+    unnormalised, _ = load_clip(tmp_path / "g0.05.wav", 44100, 5.0)
+    assert np.abs(unnormalised).max() < 0.1

@@ -46,6 +46,8 @@ def test_input_normalization_and_round_trip(rng, tmp_path):
     ({"n_classes": 2, "pooling": "mean"}, "pooling"),
     ({"n_classes": 2, "filters": (1, 2)}, "filters"),
     ({"n_classes": 2, "input_mean": [0.0] * 128}, "input_std"),
+    ({"n_classes": 2, "head": "mlp"}, "head"),
+    ({"n_classes": 2, "head": "ftex", "head_units": 0}, "head_units"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -91,3 +93,75 @@ def test_load_pretrained_weights_errors_name_the_layer(rng, tmp_path):
         load_pretrained_weights(target, tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError):
         load_pretrained_weights(target, tmp_path / "missing.npz")
+
+
+# ---------------------------------------------------------------- the authors' head (FtEx / FtEx_v2)
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_ftex_head_is_conv1x1_relu_global_pool_then_linear(rng, pooling):
+    model = KumarCNN(n_classes=5, n_frames=128, head="ftex", head_units=12, pooling=pooling, dropout=0.2,
+                     **TINY_CLASSIFIER)
+    names = [layer.name for layer in model.layers]
+    assert "class_conv" not in names and {"ftex_conv", "ftex_pool", "head_dropout", "logits"} <= set(names)
+    conv = model.get_layer("ftex_conv")
+    assert conv.filters == 12 and tuple(conv.kernel_size) == (1, 1)
+    assert isinstance(model.get_layer("logits"), keras.layers.Dense)
+    for layer in model.layers:  # random weights, so that the ReLU and the pooling matter
+        if layer.get_weights() and not layer.name.endswith(("_bn1", "_bn2", "head_bn")):
+            layer.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in layer.get_weights()])
+    x = rng.normal(size=(2, 128, 128)).astype("float32")
+    maps = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("head_relu").output)(x))
+    kernel, bias = (np.asarray(w, np.float64) for w in conv.get_weights())
+    hidden = np.maximum(np.einsum("btfc,cu->btfu", maps, kernel[0, 0]) + bias, 0.0)
+    pooled = hidden.mean(axis=(1, 2)) if pooling == "avg" else hidden.max(axis=(1, 2))
+    dense_kernel, dense_bias = model.get_layer("logits").get_weights()
+    logits = pooled @ dense_kernel + dense_bias
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_ftex_head_round_trip_and_kumar_default(rng, tmp_path):
+    assert KumarCNN(n_classes=3, n_frames=128, **TINY_CLASSIFIER).head == "kumar"
+    model = KumarCNN(n_classes=3, n_frames=128, head="ftex", head_units=8, multilabel=True, **TINY_CLASSIFIER)
+    x = rng.normal(size=(2, 128, 128)).astype("float32")
+    model.save(tmp_path / "f.keras")
+    reloaded = keras.models.load_model(tmp_path / "f.keras")
+    assert reloaded.head == "ftex" and reloaded.head_units == 8
+    np.testing.assert_allclose(model.predict(x, verbose=0), reloaded.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_audioset_style_weights_load_into_the_ftex_head(rng, tmp_path):
+    # The authors load the whole AudioSet network and put FtEx's head on its 1024-channel maps.
+    source = _randomised(KumarCNN(n_classes=7, n_frames=128, **TINY_CLASSIFIER), rng)
+    path = tmp_path / "audioset.npz"
+    np.savez(path, **{f"{l.name}/{i}": w for l in source.layers for i, w in enumerate(l.get_weights())})
+    target = KumarCNN(n_classes=3, n_frames=128, head="ftex", head_units=8, **TINY_CLASSIFIER)
+    with pytest.raises(ValueError, match="class_conv"):
+        load_pretrained_weights(target, path)
+    loaded = load_pretrained_weights(target, path, skip_mismatch=("class_conv",))
+    assert "head_conv" in loaded and "class_conv" not in loaded
+    np.testing.assert_array_equal(target.get_layer("head_conv").get_weights()[0],
+                                  source.get_layer("head_conv").get_weights()[0])
+
+
+@pytest.mark.parametrize("dataset, units, pooling, dropout", [
+    ("esc50", 256, "avg", 0.2),       # FtEx: 256, Dropout(0.2); avg_pool2d "for experiments on ESC"
+    ("sonyc_ust", 512, "max", 0.15),  # FtEx_v2(mid_size=512): Dropout(0.15); max_pool2d
+])
+def test_configs_use_the_authors_head(tmp_path, dataset, units, pooling, dropout):
+    from types import SimpleNamespace
+
+    from l2i.training import _fresh_classifier, load_config
+
+    config = load_config(dataset)
+    section = config["classifier"]
+    assert (section["head"], section["head_units"], section["pooling"], section["dropout"]) == (
+        "ftex", units, pooling, dropout)
+    reference = KumarCNN(n_classes=2, n_frames=128, input_mean=np.zeros(128), input_std=np.ones(128),
+                         **TINY_CLASSIFIER)
+    reference.save(tmp_path / "f.keras")
+    data = SimpleNamespace(classes=("a", "b"), mel=np.zeros((1, 128, 128), np.float32), multilabel=False)
+    model = _fresh_classifier({"classifier": dict(section, filters=TINY_CLASSIFIER["filters"],
+                                                  head_filters=TINY_CLASSIFIER["head_filters"])},
+                              data, classifier_path=tmp_path / "f.keras")
+    assert model.head == "ftex" and model.get_layer("ftex_conv").filters == units and model.pooling == pooling

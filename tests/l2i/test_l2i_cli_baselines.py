@@ -162,3 +162,25 @@ def test_train_baseline_errors_are_one_line(baseline, extra, message, tmp_path, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message.format(output=tmp_path) in err and "Traceback" not in err
+
+
+def test_nmf_sweep_writes_one_folder_per_combination_and_the_selection(mini_esc10, output):
+    from l2i.baselines.training import select_sweep
+
+    _script("train_baseline").main(_args("nmf", mini_esc10, output, "--epochs", "2", "--k", "2", "3",
+                                         "--features", "logmag", "sqrt_mel"))
+    seed_dir = output / "runs" / "l2i" / "esc10" / "fold1" / "seed0"
+    scores = {}
+    for k in (2, 3):
+        for feature in ("logmag", "sqrt_mel"):
+            results = json.loads((seed_dir / f"baseline_nmf_k{k}_{feature}" / "results.json").read_text())
+            assert results["sweep"] == {"baseline": "nmf", "n_components": k, "feature": feature,
+                                        "metric": "interpreter.accuracy", "score": results["interpreter"]["accuracy"]}
+            assert results["n_components"] == k and results["feature"] == feature
+            scores[(k, feature)] = results["interpreter"]["accuracy"]
+    sweep = json.loads((output / "runs" / "l2i" / "esc10" / "baseline_nmf_sweep.json").read_text())
+    best = max(scores.items(), key=lambda item: (item[1], -item[0][0], item[0][1] != "logmag"))
+    assert (sweep["selected"]["n_components"], sweep["selected"]["feature"]) == best[0]
+    assert sweep["selected"]["system"] == f"baseline_nmf_k{best[0][0]}_{best[0][1]}" and sweep["runs"] == [[1, 0]]
+    assert sweep == json.loads(json.dumps(select_sweep(output / "runs", "nmf", "esc10")))
+    assert not (seed_dir / "baseline_nmf_k2_sqrt_mel" / "scratch").exists()

@@ -80,7 +80,7 @@ def test_evaluate_cli_end_to_end(tiny_run, shared_data, tmp_path):  # noqa: F811
     done = _subprocess("evaluate.py", "--model", tiny_run, "--dataset", "esc10", "--fold", "1", "--data-dir",
                        shared_data, "--taus", *taus, "--max-clips", "6", "--output", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    folder = tmp_path / "l2i" / "esc10" / "fold1" / "seed0" / "posthoc_att" / "evaluation_none"
+    folder = tmp_path / "l2i" / "esc10" / "fold1" / "seed0" / tiny_run.name / "evaluation_none"
     results = json.loads((folder / "results.json").read_text())
     for key in ("fidelity", "classifier", "interpreter", "ff_median", "ff_median_random", "n_removed_mean",
                 "ff_median_per_class", "test_nmf_loss", "test_fidelity_loss", "command", "taus"):

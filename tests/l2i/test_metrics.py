@@ -6,8 +6,10 @@ from sklearn.metrics import f1_score
 from audiodata.errors import ParameterError
 from audiodata.features import log_magnitude_spectrogram
 from l2i.interpretation import relevant_components, removal_audio
-from l2i.metrics import (auprc, binarize, faithfulness, faithfulness_sweep, ff_median, max_f1, random_baseline,
-                         random_components, top_k_fidelity, weighted_f1)
+from l2i.metrics import (PRC_THRESHOLDS, auprc, binarize, faithfulness, faithfulness_sweep, ff_median, fidelity_scores,
+                         ignored_classes, max_f1, random_baseline, random_baseline_components, random_baseline_size,
+                         random_components, removal_drops, target_thresholds, task_scores, threshold_auprc,
+                         threshold_max_f1, top_k_fidelity, weighted_f1)
 from l2i.nmf import nmf_activations
 
 
@@ -193,3 +195,139 @@ def test_ff_median():
     classes = np.array([0, 0, 1, 1, 2, 2])
     assert ff_median(ff, classes) == pytest.approx({0: 0.2, 1: 0.2, 2: 0.15})
     assert set(ff_median(ff, classes, ignore=[1])) == {0, 2}
+
+
+# --------------------------------------------------------------------------- the authors' SONYC-UST metric
+def _authors_prc_numpy(target, score, thresholds):
+    """Per-class and pooled curve of the authors' calc_PRC_metrics, written as plain loops (sklearn's auc)."""
+    from sklearn.metrics import auc
+
+    thresholds = sorted(thresholds, reverse=True)
+    n_classes = target.shape[1]
+    tp = np.zeros((len(thresholds), n_classes))
+    fp, fn = np.zeros_like(tp), np.zeros_like(tp)
+    for k, t in enumerate(thresholds):
+        for j in range(n_classes):
+            pred = score[:, j] > t
+            tp[k, j] = np.sum(pred & (target[:, j] == 1))
+            fp[k, j] = np.sum(pred & (target[:, j] == 0))
+            fn[k, j] = np.sum(~pred & (target[:, j] == 1))
+    macro = []
+    for j in range(n_classes):
+        p = [1.0] + list((tp[:, j] + 1e-9) / (tp[:, j] + fp[:, j] + 1e-9)) + [0.0]
+        r = [0.0] + list(tp[:, j] / (tp[:, j] + fn[:, j])) + [1.0]
+        macro.append(auc(r, p))
+    TP, FP, FN = tp.sum(1), fp.sum(1), fn.sum(1)
+    p = np.array([1.0] + list((1e-9 + TP) / (1e-9 + TP + FP)) + [0.0])
+    r = np.array([0.0] + list((1e-9 + TP) / (1e-9 + TP + FN)) + [1.0])
+    return np.array(macro), auc(r, p), np.max(2 * p * r / (p + r))
+
+
+def test_threshold_auprc_hand_computed():
+    # one class; thresholds 0.8, 0.5, 0.2 give (recall, precision) = (1/2, 1), (1/2, 1/2), (1, 2/3);
+    # with the frame (0, 1) ... (1, 0): area = 1/2 * (1 + 1) / 2 + 0 + 1/2 * (1/2 + 2/3) / 2 + 0 = 19/24
+    y = np.array([[1], [1], [0], [0]])
+    s = np.array([[0.9], [0.4], [0.7], [0.1]])
+    for average in ("macro", "micro"):
+        assert threshold_auprc(y, s, average, thresholds=(0.2, 0.8, 0.5)) == pytest.approx(19 / 24, abs=1e-8)
+    # F1 at the three thresholds: 2/3, 1/2, 4/5
+    assert threshold_max_f1(y, s, thresholds=(0.8, 0.5, 0.2)) == pytest.approx(0.8, abs=1e-8)
+
+
+def test_threshold_auprc_matches_the_authors_loops(rng):
+    target = (rng.random((60, 8)) > 0.7).astype(int)
+    score = np.clip(0.5 * target + 0.6 * rng.random((60, 8)), 0, 1)
+    macro, micro, f1 = _authors_prc_numpy(target, score, PRC_THRESHOLDS)
+    assert threshold_auprc(target, score, "macro") == pytest.approx(macro.mean(), abs=1e-12)
+    assert threshold_auprc(target, score, "micro") == pytest.approx(micro, abs=1e-12)
+    assert threshold_max_f1(target, score) == pytest.approx(f1, abs=1e-12)
+    keep = [0, 1, 3, 4, 5, 6, 7]
+    assert threshold_auprc(target, score, "macro", ignore=[2]) == pytest.approx(macro[keep].mean(), abs=1e-12)
+    # a class without a positive target: left out of the macro mean (the authors' recall would be NaN)
+    target[:, 5] = 0
+    macro, _, _ = _authors_prc_numpy(target, score, PRC_THRESHOLDS)
+    with pytest.warns(UserWarning, match=r"\[5\]"):
+        value = threshold_auprc(target, score, "macro")
+    assert np.isnan(macro[5]) and value == pytest.approx(np.nanmean(macro), abs=1e-12)
+    with pytest.raises(ParameterError, match="undefined"):
+        threshold_auprc(np.zeros((3, 2), int), np.ones((3, 2)), "micro")
+
+
+def test_auprc_with_mask_matches_numpy(rng):
+    y = (rng.random((40, 3)) > 0.5).astype(int)
+    s = rng.random((40, 3))
+    mask = rng.random((40, 3)) > 0.3
+    expected = np.mean([_average_precision_numpy(y[mask[:, j], j], s[mask[:, j], j]) for j in range(3)])
+    assert auprc(y, s, "macro", mask=mask) == pytest.approx(expected, abs=1e-12)
+    assert auprc(y, s, "micro", mask=mask) == pytest.approx(_average_precision_numpy(y[mask], s[mask]), abs=1e-12)
+
+
+def test_fidelity_scores_per_dataset():
+    f = np.array([[0.55, 0.9, 0.1], [0.7, 0.2, 0.8], [0.2, 0.65, 0.4], [0.65, 0.1, 0.3]])
+    g = np.array([[0.6, 0.8, 0.2], [0.9, 0.3, 0.7], [0.1, 0.7, 0.6], [0.4, 0.2, 0.1]])
+    assert fidelity_scores("esc10", "abc", False, f, g) == {"top1": 0.75}
+    assert fidelity_scores("openmic", "abc", True, f, g) == {"weighted_f1": weighted_f1(binarize(f), binarize(g))}
+    classes = ("engine", "non-machinery-impact", "dog")
+    scores = fidelity_scores("sonyc_ust", classes, True, f, g)
+    target = binarize(f, [0.6, 0.5, 0.6])  # the authors' per-class thresholds for these classes
+    np.testing.assert_array_equal(target, [[0, 1, 0], [1, 0, 1], [0, 1, 0], [1, 0, 0]])
+    assert scores["macro_auprc"] == pytest.approx(threshold_auprc(target, g, "macro", ignore=[1]))
+    assert scores["micro_auprc"] == pytest.approx(threshold_auprc(target, g, "micro"))
+    assert scores["max_f1"] == pytest.approx(threshold_max_f1(target, g))
+    assert scores["macro_auprc_ap"] == pytest.approx(auprc(binarize(f), g, "macro", ignore=[1]))
+    assert scores["micro_auprc_ap"] == pytest.approx(auprc(binarize(f), g, "micro", ignore=[1]))
+    assert scores["max_f1_ap"] == pytest.approx(max_f1(binarize(f), g, "micro", ignore=[1]))
+    assert np.isnan(fidelity_scores("sonyc_ust", classes, True, np.zeros((2, 3)), g[:2])["macro_auprc"])
+    assert target_thresholds("sonyc_ust", ("dog", "alert-signal", "unknown")).tolist() == [0.6, 0.5, 0.5]
+    assert ignored_classes("sonyc_ust", classes) == (1,) and ignored_classes("openmic", classes) == ()
+
+
+def test_task_scores_per_dataset():
+    labels = np.array([[1, 0], [0, np.nan], [1, 1], [0, 0]])
+    p = np.array([[0.8, 0.3], [0.4, 0.9], [0.6, 0.7], [0.3, 0.6]])
+    assert task_scores("esc10", "ab", False, [[1, 0], [0, 1]], [[0.6, 0.4], [0.7, 0.3]]) == {"accuracy": 0.5}
+    known = ~np.isnan(labels)
+    y = np.nan_to_num(labels).astype(int)
+    assert task_scores("openmic", "ab", True, labels, p, prefix="t_") == {
+        "t_weighted_f1": weighted_f1(y, binarize(p), mask=known)}
+    scores = task_scores("sonyc_ust", "ab", True, labels, p)
+    expected = np.mean([_average_precision_numpy(y[known[:, j], j], p[known[:, j], j]) for j in range(2)])
+    assert scores["macro_auprc"] == pytest.approx(expected)
+
+
+def test_removal_drops_one_batch_per_input(toy):
+    calls = []
+
+    def classify(batch):
+        calls.append(len(batch))
+        return toy["classify"](batch)
+
+    requests = [(1, [2]), (1, []), (0, [2]), (1, [0, 3]), (1, [2])]
+    drops = removal_drops(classify, toy["X"], toy["phase"], toy["W"], toy["H"], requests, n_fft=N_FFT,
+                          hop_length=HOP, length=toy["y"].size)
+    assert calls == [4]  # the input and the three distinct sets
+    for (c, comps), d in zip(requests, drops):
+        expected = faithfulness(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], comps, c,
+                                n_fft=N_FFT, hop_length=HOP, length=toy["y"].size)
+        assert d == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert drops[1] == 0.0 and drops[0] == pytest.approx(-drops[2])
+    with pytest.raises(ParameterError, match="class c=2"):
+        removal_drops(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], [(2, [0])], n_fft=N_FFT,
+                      hop_length=HOP)
+
+
+def test_random_baseline_size_and_components():
+    assert random_baseline_size([1, 2, 2, 4]) == 2  # mean 2.25
+    assert random_baseline_size([1, 2, 3, 6], classes=[0, 0, 1, 1]) == {0: 2, 1: 4}  # 1.5 -> 2, 4.5 -> 4 (to even)
+    assert random_baseline_size([]) == 0
+    drawn = random_baseline_components(6, 3, [0, 1, 2, 3], seed=0)
+    np.testing.assert_array_equal(drawn, [4, 5])  # capped: only two non-relevant components
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    np.testing.assert_array_equal(random_baseline_components(10, 3, [1], seed=rng_a),
+                                  random_components(10, 3, exclude=[1], seed=rng_b))
+
+
+def test_ff_median_empty_and_all_nan():
+    assert np.isnan(ff_median(np.array([])))
+    assert np.isnan(ff_median(np.array([np.nan, np.nan])))
+    np.testing.assert_array_equal(np.isnan(ff_median(np.zeros((0, 2)))), [True, True])

@@ -194,3 +194,60 @@ def test_real_esc10_spectrograms(shared_data):
     # Measured: 0.305 (200 iterations, seeds 0 and 1); bound with margin.
     rel_error = np.linalg.norm(X - W @ H) / np.linalg.norm(X)
     assert rel_error < 0.33
+
+
+# ---------------------------------------------------------------- scale of the sparsity weight
+def _le_roux_activations(X, W, sparsity, H, n_iter):
+    """Le Roux et al.'s Euclidean sparse-NMF H update, ``H <- H * W^T X / (W^T W H + sparsity)``."""
+    for _ in range(n_iter):
+        H = H * (W.T @ X) / np.maximum(W.T @ (W @ H) + sparsity, 1e-9)
+    return H
+
+
+def test_l1_is_twice_le_roux_sparsity():
+    from l2i.nmf import l1_from_sparsity
+
+    assert l1_from_sparsity(0.8) == pytest.approx(1.6)
+    with pytest.raises(ParameterError, match="sparsity"):
+        l1_from_sparsity(-0.1)
+
+
+def test_our_l1_equals_twice_le_roux_sparsity_at_the_solution(rng):
+    # The authors' "sp0.8" dictionaries come from Le Roux's update; ours matches it with l1 = 2 * sparsity.
+    from l2i.nmf import l1_from_sparsity
+
+    X = _toy_data(rng)
+    W = rng.random((X.shape[0], 4)) + 0.05
+    W /= np.linalg.norm(W, axis=0)
+    H0 = rng.random((4, X.shape[1])) + 0.1
+    sparsity = 0.3
+    reference = _le_roux_activations(X, W, sparsity, H0.copy(), 3000)
+    ours, _ = nmf_activations(X, W, l1=l1_from_sparsity(sparsity), n_iter=3000, tol=0, dtype="float64",
+                              H_init=H0.copy())
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6)
+    # Taking the authors' number as our l1 gives a different (half as sparse) solution.
+    half, _ = nmf_activations(X, W, l1=sparsity, n_iter=3000, tol=0, dtype="float64", H_init=H0.copy())
+    assert np.abs(half - reference).max() > 1e-2 and half.sum() > reference.sum()
+
+
+def test_dictionary_config_sparsity_is_le_roux_scale(rng):
+    from l2i.dictionary import learn_dataset_dictionary
+
+    logmag = rng.random((6, 20, 12)).astype("float32")
+    rows, targets = np.arange(6), np.zeros((6, 2), np.float32)
+    kw = {"n_components": 3, "n_iter": 15, "tol": 0}
+    W_s, _ = learn_dataset_dictionary("esc50", logmag, rows, targets, dict(kw, sparsity=0.4), seed=1)
+    W_l1, _ = learn_dataset_dictionary("esc50", logmag, rows, targets, dict(kw, l1=0.8), seed=1)
+    W_same, _ = learn_dataset_dictionary("esc50", logmag, rows, targets, dict(kw, l1=0.4), seed=1)
+    np.testing.assert_allclose(W_s, W_l1, rtol=1e-6)
+    assert not np.allclose(W_s, W_same)
+    with pytest.raises(ParameterError, match="not both"):
+        learn_dataset_dictionary("esc50", logmag, rows, targets, dict(kw, sparsity=0.4, l1=0.8))
+
+
+@pytest.mark.parametrize("dataset", ["esc50", "sonyc_ust", "openmic"])
+def test_l2i_configs_give_the_authors_sparsity(dataset):
+    from l2i.training import load_config
+
+    section = load_config(dataset)["dictionary"]
+    assert section["sparsity"] == 0.8 and "l1" not in section

@@ -36,6 +36,43 @@ def test_interpreter_scores_top_k():
     assert scores == {"fidelity_top1": 0.5, "fidelity_top2": 0.5}
 
 
+def test_loss_terms_match_numpy(rng):
+    from l2i.losses import crossentropy, nmf_reconstruction_loss
+
+    X = rng.random((2, 3, 4))
+    X_hat = rng.random((2, 3, 4))
+    sq = (X - X_hat) ** 2
+    assert float(nmf_reconstruction_loss(X, X_hat)) == pytest.approx(sq.sum(axis=(1, 2)).mean(), rel=1e-12)
+    assert float(nmf_reconstruction_loss(X, X_hat, reduction="mean")) == pytest.approx(sq.mean(), rel=1e-12)
+    f = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    g = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    assert float(crossentropy(f, g, False)) == pytest.approx(np.mean(-np.sum(f * np.log(g), axis=1)), rel=1e-9)
+    bce = -(f * np.log(g) + (1 - f) * np.log(1 - g))
+    assert float(crossentropy(f, g, True)) == pytest.approx(bce.mean(), rel=1e-9)
+    with pytest.raises(ValueError, match="reduction"):
+        nmf_reconstruction_loss(X, X_hat, reduction="max")
+
+
+def test_training_scores_are_the_evaluation_metrics():
+    """Training-time fidelity/task scores are l2i.metrics' (what evaluate.py and tables.py report)."""
+    from l2i.metrics import fidelity_scores, task_scores
+    from l2i.training import classifier_scores
+
+    rng = np.random.default_rng(3)
+    classes = ("engine", "machinery-impact", "non-machinery-impact", "powered-saw", "alert-signal", "music",
+               "human-voice", "dog")
+    f, g = rng.random((30, 8)), rng.random((30, 8))
+    scores = interpreter_scores(g, f, multilabel=True, dataset="sonyc_ust", classes=classes)
+    assert scores == {f"fidelity_{k}": v for k, v in fidelity_scores("sonyc_ust", classes, True, f, g).items()}
+    assert {"fidelity_macro_auprc", "fidelity_macro_auprc_ap", "fidelity_max_f1"} <= set(scores)
+    openmic = interpreter_scores(g[:, :4], f[:, :4], multilabel=True, dataset="openmic", classes="abcd")
+    assert set(openmic) == {"fidelity_weighted_f1"}
+    labels = (rng.random((30, 4)) > 0.5).astype(float)
+    labels[0, 1] = np.nan
+    assert classifier_scores(labels, g[:, :4], True, prefix="test_", dataset="openmic", classes="abcd") == \
+        task_scores("openmic", "abcd", True, labels, g[:, :4], prefix="test_")
+
+
 def test_batches_read_both_caches(esc10_fold1):
     data = esc10_fold1
     rows = data.rows["train"][:10]
@@ -146,22 +183,28 @@ def test_clis_end_to_end_and_resume(esc10_fold1, shared_data, l2i_cache_dir, tmp
     common = _common(shared_data, l2i_cache_dir, output, tiny_config)
     _cli("train_classifier.py", *common, "--verbose", "0", env=cli_env)
     _cli("learn_dictionary.py", *common, "--n-components", "6", env=cli_env)
-    _cli("train_interpreter.py", *common, "--mode", "posthoc", "--theta", "att", "--verbose", "0", env=cli_env)
+    interpret = ("train_interpreter.py", *common, "--n-components", "6", "--mode", "posthoc", "--theta", "att",
+                 "--verbose", "0")
+    _cli(*interpret, env=cli_env)
     run = output / "l2i" / "esc10" / "fold1" / "seed0"
     classifier = json.loads((run / "classifier" / "results.json").read_text())
     assert 0 <= classifier["test_accuracy"] <= 1 and classifier["epochs"] == 1
-    W = np.load(run / "dictionary" / "W.npy")
+    # The tiny config is not the paper's: its runs are ablations, named by a tag and a hash of their identity.
+    (dictionary,) = run.glob("dictionary-K6-*")
+    W = np.load(dictionary / "W.npy")
     assert W.shape == (513, 6)
-    results = json.loads((run / "posthoc_att" / "results.json").read_text())
+    (interpreter,) = run.glob("posthoc_att-*")
+    results = json.loads((interpreter / "results.json").read_text())
+    assert results["identity"]["dictionary"]["n_components"] == 6
     for key in ("accuracy", "fidelity_top1", "fidelity_top5", "seconds", "n_params", "command"):
         assert key in results
     assert results["fidelity_top1"] <= results["fidelity_top5"] <= 1 and results["epochs_this_run"] == 1
     assert "train_interpreter.py" in results["command"]
-    g = keras.models.load_model(run / "posthoc_att" / "interpreter.keras")
+    g = keras.models.load_model(interpreter / "interpreter.keras")
     assert tuple(g.outputs[2].shape) == (None, 6, 431)
     # Re-running resumes from the checkpoint: nothing left to train, same model.
-    _cli("train_interpreter.py", *common, "--mode", "posthoc", "--theta", "att", "--verbose", "0", env=cli_env)
-    again = json.loads((run / "posthoc_att" / "results.json").read_text())
+    _cli(*interpret, env=cli_env)
+    again = json.loads((interpreter / "results.json").read_text())
     assert again["epochs_this_run"] == 0 and again["epochs"] == 1
     assert again["fidelity_top1"] == results["fidelity_top1"]
 
@@ -174,8 +217,9 @@ def test_cli_other_modes(esc10_fold1, shared_data, l2i_cache_dir, tmp_path, cli_
     if mode == "posthoc":
         _cli("train_classifier.py", *common, "--verbose", "0", env=cli_env)
     _cli("learn_dictionary.py", *common, "--n-components", "6", env=cli_env)
-    _cli("train_interpreter.py", *common, "--mode", mode, "--theta", theta, "--verbose", "0", env=cli_env)
-    run = output / "l2i" / "esc10" / "fold1" / "seed0" / f"{mode}_{theta}"
+    _cli("train_interpreter.py", *common, "--n-components", "6", "--mode", mode, "--theta", theta, "--verbose", "0",
+         env=cli_env)
+    (run,) = (output / "l2i" / "esc10" / "fold1" / "seed0").glob(f"{mode}_{theta}-*")
     results = json.loads((run / "results.json").read_text())
     assert results["mode"] == mode and 0 <= results["accuracy"] <= 1
     if mode != "posthoc":
