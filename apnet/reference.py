@@ -30,7 +30,6 @@ import json
 import pickle
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from audiodata.errors import ParameterError

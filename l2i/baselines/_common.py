@@ -1,4 +1,7 @@
 """Private helpers shared by the baselines: input checks, targets, the linear read-out, losses."""
+import os
+from pathlib import Path
+
 import keras
 import numpy as np
 from keras import ops
@@ -145,3 +148,12 @@ def softmax_entropy(v, axis=-1):
 def masked_binary_crossentropy(y_true, y_pred):
     """Keras loss: binary cross-entropy averaged over the annotated labels (NaN targets count for nothing)."""
     return crossentropy(y_true, y_pred, multilabel=True)
+
+
+def save_npz(path, **arrays):
+    """``np.savez`` written atomically (temporary file, then rename), so an interruption keeps the last one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)

@@ -1,12 +1,11 @@
 """Unsupervised-NMF classifier: sparse-NMF dictionary, time-averaged activations, logistic regression."""
-import os
 from pathlib import Path
 
 import numpy as np
 
 from audiodata.errors import ParameterError
 from l2i.baselines._common import (as_clips, as_targets, check_non_negative, check_positive_int, classification_score,
-                                   fit_linear, linear_probabilities)
+                                   fit_linear, linear_probabilities, save_npz)
 from l2i.nmf import learn_dictionary, nmf_activations
 
 __all__ = ["NMFClassifier"]
@@ -145,7 +144,7 @@ class NMFClassifier:
             return W, H, {"objective": [], "n_iter": 0, "converged": converged, "seconds": 0.0}
 
         def save(iteration, W, H, converged=False):
-            _save_npz(path, W=W, H=H, iteration=np.int64(done + iteration), converged=np.bool_(converged))
+            save_npz(path, W=W, H=H, iteration=np.int64(done + iteration), converged=np.bool_(converged))
 
         def callback(iteration, W, H):
             if iteration % max(checkpoint_every, 1) == 0:
@@ -189,11 +188,3 @@ class NMFClassifier:
         if not hasattr(self, "dictionary_"):
             raise ParameterError("this NMFClassifier is not fitted yet; call fit(X, y) first")
 
-
-def _save_npz(path, **arrays):
-    """``np.savez`` written atomically (temporary file, then rename), so an interruption keeps the last one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)

@@ -1,5 +1,4 @@
 """Task-driven NMF (TDL-NMF): the NMF dictionary and the linear classifier trained jointly on the class loss."""
-import os
 import tempfile
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import numpy as np
 
 from audiodata.errors import ParameterError
 from l2i.baselines._common import (as_clips, as_targets, check_non_negative, check_positive_int, classification_score,
-                                   fit_linear, masked_binary_crossentropy)
+                                   fit_linear, masked_binary_crossentropy, save_npz)
 from l2i.baselines.unrolled_nmf_encoder import UnrolledNMFEncoder
 from l2i.nmf import learn_dictionary
 
@@ -160,7 +159,7 @@ class TDLNMFClassifier:
             mean, std = Z0.mean(axis=0), np.maximum(Z0.std(axis=0), 1e-8)
             kernel, bias = fit_linear((Z0 - mean) / std, Y, self.multilabel, self.C, seed=self.seed)
             if init_path is not None:
-                _save_npz(init_path, W0=W0, mean=mean, std=std, kernel=kernel, bias=bias)
+                save_npz(init_path, W0=W0, mean=mean, std=std, kernel=kernel, bias=bias)
         self.initial_dictionary_ = np.asarray(W0, dtype=np.float32)
         self.n_classes_ = Y.shape[1]
         encoder = self._encoder(self.initial_dictionary_, n_bins)
@@ -309,14 +308,6 @@ def _dictionary_views(X, rows, transform, batch_size, scratch):
     out.flush()
     return [out[i].T for i in range(len(rows))]
 
-
-def _save_npz(path, **arrays):
-    """``np.savez`` written atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
 
 
 def _build_model(encoder, n_frames, n_frequencies, n_classes, mean, variance, multilabel):
