@@ -12,7 +12,9 @@ everything that changes its numbers, training budgets (epochs, NMF iterations, t
   ``l1``, ``n_per_class``, ...);
 * interpreter: ``mode`` (posthoc / bydesign / bydesign_nopred), ``theta`` (att / max), the ``interpreter``
   section (hidden layers, Psi and attention widths), the loss weights (alpha, beta; gamma by design),
-  learning rate, batch size, and the identities of its dictionary and classifier.
+  learning rate, batch size, and the identities of its dictionary and classifier; with a checkpoint selected
+  on a validation split (``validation_fraction``, ``train_interpreter.py --validation-fraction``) also that
+  fraction (absent: the last epoch is kept, as in the main configuration).
 
 The *main* configuration of a dataset is the one of its config file ``experiments/l2i/configs/<dataset>.yaml``
 (the paper's settings). Runs of the main configuration keep the plain folder names (``classifier``,
@@ -76,7 +78,7 @@ _NOT_DICTIONARY = frozenset({"dataset", "fold", "seed", "shape", "dtype", "ident
                              "feature", "K"})
 _SHORT = {"n_components": "K", "l1": "mu", "alpha": "a", "beta": "b", "gamma": "g", "psi_channels": "psi",
           "attention_units": "att", "learning_rate": "lr", "batch_size": "bs", "n_per_class": "Kc",
-          "n_noise": "Kn", "n_clips_per_class": "nc", "include_noise": "noise"}
+          "n_noise": "Kn", "n_clips_per_class": "nc", "include_noise": "noise", "validation_fraction": "val"}
 _CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "l2i" / "configs"
 
 
@@ -176,7 +178,9 @@ def interpreter_identity(config, mode, theta, dictionary, classifier):
     """Identity of an interpreter run: mode, theta, interpreter section, loss weights, its dictionary and f.
 
     ``dictionary`` and ``classifier`` are their identities (:func:`dictionary_identity`,
-    :func:`classifier_identity`, or what the files' ``identity.json`` hold).
+    :func:`classifier_identity`, or what the files' ``identity.json`` hold). ``config["validation_fraction"]``
+    (checkpoint selected on a validation split carved from the training clips) adds the key
+    ``validation_fraction`` when set (not None nor 0), so such a run is not the main configuration.
     """
     hyper = config["posthoc" if mode == "posthoc" else "bydesign"]
     weights = {"alpha": float(hyper["alpha"]), "beta": float(hyper["beta"])}
@@ -184,9 +188,12 @@ def interpreter_identity(config, mode, theta, dictionary, classifier):
         weights["gamma"] = float(hyper.get("gamma", 1.0))
     interpreter = _section(config.get("interpreter", {}))
     interpreter["hidden_layers"] = canonical_layers(interpreter.get("hidden_layers", ["block4", "block5", "block6"]))
-    return {"kind": "interpreter", "mode": mode, "theta": theta, "interpreter": interpreter, "weights": weights,
-            "learning_rate": float(config["learning_rate"]), "batch_size": int(config["batch_size"]),
-            "dictionary": _plain(dictionary), "classifier": _plain(classifier)}
+    identity = {"kind": "interpreter", "mode": mode, "theta": theta, "interpreter": interpreter, "weights": weights,
+                "learning_rate": float(config["learning_rate"]), "batch_size": int(config["batch_size"]),
+                "dictionary": _plain(dictionary), "classifier": _plain(classifier)}
+    if config.get("validation_fraction"):
+        identity["validation_fraction"] = float(config["validation_fraction"])
+    return identity
 
 
 def main_identity(dataset, kind="interpreter", mode="posthoc", theta="att"):

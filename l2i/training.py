@@ -6,6 +6,8 @@
 * :class:`L2ITrainer` -- the model that is fitted: the interpreter, plus f's output
   when f is trained too, with the loss of the chosen mode (:data:`MODES`);
 * :func:`train_classifier`, :func:`train_interpreter` -- one fold end to end, resumable;
+* :func:`validation_split`, :class:`ValidationFidelity` -- the optional validation split of the
+  interpreter (``config["validation_fraction"]``) and the fidelity that selects its checkpoint;
 * :func:`interpreter_scores`, :func:`classifier_scores` -- fidelity and the dataset's metric, as
   ``evaluate.py`` computes them (:func:`l2i.metrics.fidelity_scores`, :func:`l2i.metrics.task_scores`).
 
@@ -17,7 +19,9 @@ averaged over the batch; with sums, the same ``alpha``, ``beta`` would drown the
 fidelity term: :func:`l2i.losses.nmf_reconstruction_loss` with ``reduction="mean"`` (the
 sum of Eq. 3 is ``reduction="sum"``, ``F * T`` times our term).
 """
+import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,10 @@ __all__ = [
     "load_fold",
     "masked_binary_crossentropy",
     "fit_resumable",
+    "validation_split",
+    "selection_metric",
+    "ValidationFidelity",
+    "best_checkpoint",
     "train_classifier",
     "train_interpreter",
     "interpreter_scores",
@@ -350,13 +358,90 @@ def _completed_epochs(backup_dir):
     return int(json.loads(path.read_text())["epoch"]) if path.is_file() else 0
 
 
-def fit_resumable(model, train_data, run_dir, epochs, verbose=2):
+#: Files of the best validation checkpoint in a run folder: the weights and ``{"epoch", "value", "monitor"}``.
+BEST_WEIGHTS, BEST_JSON = "best.weights.h5", "best.json"
+
+
+def best_checkpoint(run_dir):
+    """``{"epoch", "value", "monitor"}`` of the checkpoint :func:`fit_resumable` kept in ``run_dir`` (None: none).
+
+    ``epoch`` is 0-based, as the ``epoch`` column of ``history.csv``.
+    """
+    path = Path(run_dir) / BEST_JSON
+    if not (path.is_file() and (Path(run_dir) / BEST_WEIGHTS).is_file()):
+        return None
+    return json.loads(path.read_text())
+
+
+def _history_best(rows, monitor):
+    """(best value, its 0-based epoch) of ``monitor`` in ``history.csv`` rows: the first maximum; (-inf, None)."""
+    best, best_epoch = -np.inf, None
+    for row in rows:
+        value = _number(row.get(monitor, "nan"))
+        if np.isfinite(value) and value > best:
+            best, best_epoch = value, int(row["epoch"])
+    return best, best_epoch
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Saves the weights of the epoch with the highest ``monitor`` (strictly above the best so far).
+
+    Runs after ``BackupAndRestore``: an interruption between the backup of epoch ``e`` and
+    the save of its best weights leaves ``history.csv`` naming ``e`` as best while
+    ``best.json`` names an earlier epoch; the backup then holds exactly ``e``'s weights,
+    which :meth:`on_train_begin` (after the restore) saves.
+    """
+
+    def __init__(self, run_dir, monitor, best, best_epoch, completed):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.best = float(best)
+        self.best_epoch = best_epoch
+        self.completed = int(completed)
+
+    def _save(self, epoch, value):
+        tmp = self.run_dir / f".tmp.{BEST_WEIGHTS}"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.run_dir / BEST_WEIGHTS)
+        write_results(self.run_dir / BEST_JSON, {"epoch": int(epoch), "value": float(value), "monitor": self.monitor})
+        self.best, self.best_epoch = float(value), int(epoch)
+
+    def on_train_begin(self, logs=None):
+        stored = best_checkpoint(self.run_dir)
+        if self.best_epoch is None:
+            if stored is not None:  # from epochs the backup does not hold
+                for name in (BEST_WEIGHTS, BEST_JSON):
+                    (self.run_dir / name).unlink(missing_ok=True)
+        elif stored is None or int(stored["epoch"]) != self.best_epoch:
+            if self.best_epoch != self.completed - 1:
+                raise RuntimeError(f"{self.run_dir}: history.csv names epoch {self.best_epoch} as the best "
+                                   f"({self.monitor}) but {BEST_JSON} holds {stored}; remove the run folder "
+                                   "to train again")
+            self._save(self.best_epoch, self.best)  # the weights BackupAndRestore just restored
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        value = float("nan") if value is None else float(value)
+        if np.isfinite(value) and value > self.best:
+            self._save(epoch, value)
+
+
+def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None):
     """``model.fit`` for ``epochs`` epochs that resumes from the last completed epoch.
 
     Keeps ``run_dir/backup`` (weights, optimizer state, epoch; Keras
     ``BackupAndRestore``) and appends one row per epoch to ``run_dir/history.csv``
     (losses and ``seconds``). A second call on the same folder continues where the
     first stopped; with all epochs done it only restores the weights.
+
+    With ``validation``, a callback that adds ``validation.monitor`` to each epoch's logs
+    (:class:`ValidationFidelity`), the weights of the epoch with the highest value (the
+    first one on ties; NaN never counts) are kept in ``run_dir/best.weights.h5`` and
+    ``best.json`` (:func:`best_checkpoint`) and ``model`` ends with them (with none, the
+    last epoch's). The best so far is read back from ``history.csv`` on resume, so only a
+    better epoch replaces it (as ``ModelCheckpoint(initial_value_threshold=...)`` does in
+    :func:`apnet.training.fit_resumable`).
 
     Returns
     -------
@@ -384,17 +469,137 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2):
             history_path.unlink()
     if hasattr(train_data, "set_epoch"):
         train_data.set_epoch(initial_epoch)
-    callbacks = [
-        _EpochTimer(),
+    callbacks = [_EpochTimer()] + ([validation] if validation is not None else []) + [
         keras.callbacks.CSVLogger(str(history_path), append=True),
         keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
     ]
+    if validation is not None:
+        kept = []
+        if history_path.exists():
+            with open(history_path, newline="") as handle:
+                kept = list(csv.DictReader(handle))
+        best, best_epoch = _history_best(kept, validation.monitor)
+        callbacks.append(_BestWeights(run_dir, validation.monitor, best, best_epoch, initial_epoch))
     model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    if validation is not None and best_checkpoint(run_dir) is not None:
+        model.load_weights(run_dir / BEST_WEIGHTS)
     history = []
     if history_path.exists():
         with open(history_path, newline="") as handle:
             history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
     return history, max(0, epochs - initial_epoch)
+
+
+# --------------------------------------------------------------------------- validation split
+
+
+#: Second entry of the seed sequence of :func:`validation_split` (the batch order uses ``[seed, epoch]``).
+_SPLIT_STREAM = 7919
+
+
+def validation_split(labels, fraction, seed, multilabel=False):
+    """Positions of a validation split carved from training clips, and of the clips left for training.
+
+    Single-label (one-hot ``labels``): stratified, ``round(fraction * n_c)`` clips of each
+    class ``c`` (half up; at most ``n_c - 1``, so every class keeps a training clip);
+    multi-label: ``round(fraction * n)`` clips drawn at random. The draw depends only on
+    ``seed`` (the run's), ``labels`` and ``fraction``.
+
+    Parameters
+    ----------
+    labels : array (n, C)
+        Targets of the training clips (NaN: not annotated).
+    fraction : float in (0, 1)
+    seed : int
+    multilabel : bool
+
+    Returns
+    -------
+    train, validation : sorted int arrays
+        Disjoint positions into ``labels``, together ``0 .. n-1``.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    fraction = float(fraction)
+    if not 0 < fraction < 1:
+        raise ValueError(f"`fraction` must be in (0, 1); received fraction={fraction!r}")
+    n = len(labels)
+    rng = np.random.default_rng([int(seed), _SPLIT_STREAM])
+    if multilabel:
+        groups = [np.arange(n)]
+    else:
+        classes = np.argmax(np.nan_to_num(labels, nan=-np.inf), axis=1)
+        groups = [np.flatnonzero(classes == c) for c in range(labels.shape[1])]
+    held = []
+    for members in groups:
+        order = rng.permutation(members)
+        k = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
+        held.append(order[:max(k, 0)])
+    validation = np.sort(np.concatenate(held)).astype(np.int64) if held else np.zeros(0, np.int64)
+    if len(validation) == 0:
+        raise ValueError(f"validation fraction {fraction} of {n} training clips leaves no validation clip")
+    train = np.setdiff1d(np.arange(n), validation)
+    return train, validation
+
+
+def _carve_validation(data, fraction, seed):
+    """``data`` with ``rows``/``targets`` ``"train"`` split into ``"train"`` and ``"validation"``."""
+    keep, held = validation_split(data.targets["train"], fraction, seed, data.multilabel)
+    rows, targets = dict(data.rows), dict(data.targets)
+    rows["train"], rows["validation"] = data.rows["train"][keep], data.rows["train"][held]
+    targets["train"], targets["validation"] = data.targets["train"][keep], data.targets["train"][held]
+    return dataclasses.replace(data, rows=rows, targets=targets)
+
+
+def selection_metric(dataset, multilabel):
+    """Key of :func:`interpreter_scores` that selects the checkpoint: the dataset's fidelity metric.
+
+    ``fidelity_top1`` (single-label), ``fidelity_weighted_f1`` (OpenMIC-2018),
+    ``fidelity_macro_auprc`` (SONYC-UST and other multi-label data, the authors' metric).
+    """
+    if not multilabel:
+        return "fidelity_top1"
+    return "fidelity_weighted_f1" if dataset == "openmic" else "fidelity_macro_auprc"
+
+
+class ValidationFidelity(keras.callbacks.Callback):
+    """Adds the fidelity of the interpreter on validation clips to each epoch's logs as ``val_<metric>``.
+
+    The model is an :class:`L2ITrainer`; ``g`` is its ``"interpreter"`` output and ``f``
+    its ``"classifier"`` output (by design) or ``teacher`` (post-hoc: f's fixed outputs on
+    the validation clips, in the order of ``batches``). The metric is
+    :func:`selection_metric`'s, computed by :func:`interpreter_scores`.
+
+    Args:
+        batches: :class:`L2IBatches` of the validation clips (``targets="none"``, no shuffle).
+        teacher: ``(n, C)`` outputs of the frozen f, or None.
+        dataset, classes, multilabel: as for :func:`interpreter_scores`.
+    """
+
+    def __init__(self, batches, teacher=None, dataset=None, classes=None, multilabel=False):
+        super().__init__()
+        self.batches = batches
+        self.teacher = None if teacher is None else np.asarray(teacher)
+        self.dataset, self.classes, self.multilabel = dataset, classes, multilabel
+        self.metric = selection_metric(dataset, multilabel)
+        self.monitor = f"val_{self.metric}"
+
+    def score(self, model=None):
+        model = model or self.model
+        g_probs, f_probs = [], []
+        for i in range(len(self.batches)):
+            out = model.predict_on_batch(self.batches[i][0])
+            g_probs.append(np.asarray(out["interpreter"]))
+            if self.teacher is None:
+                f_probs.append(np.asarray(out["classifier"]))
+        g = np.concatenate(g_probs)
+        f = self.teacher if self.teacher is not None else np.concatenate(f_probs)
+        ks = (1,) if not self.multilabel else (1, 5)
+        scores = interpreter_scores(g, f, self.multilabel, ks=ks, dataset=self.dataset, classes=self.classes)
+        return float(scores[self.metric])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs[self.monitor] = self.score()
 
 
 # --------------------------------------------------------------------------- scores
@@ -508,6 +713,16 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     Writes ``run_dir/interpreter.keras`` (and ``classifier.keras`` for the by-design
     modes), ``history.csv``, ``backup/``.
 
+    Checkpoint: the last epoch's weights by default. With ``config["validation_fraction"]``
+    (a float in (0, 1); None or 0: off) a validation split is carved from the training clips
+    (:func:`validation_split`: stratified by class for single-label data, drawn from the
+    run's seed), the interpreter is trained on the rest, the validation fidelity
+    (:func:`selection_metric`) is logged in ``history.csv`` as ``val_<metric>`` and the weights
+    of the best epoch are kept (:func:`fit_resumable`; ``best.weights.h5``, ``best.json``).
+    Post-hoc, f was trained on all training clips, validation ones included (fidelity only
+    asks that the interpreter agree with f on clips it was not fitted on); by design, f's
+    input normalisation comes from the remaining training clips.
+
     Parameters
     ----------
     config : dict
@@ -526,7 +741,11 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
         ``fidelity_<key>`` for each key of :func:`l2i.metrics.fidelity_scores` (``fidelity_top1``/
         ``fidelity_top5``; ``fidelity_macro_auprc`` ... for SONYC-UST; ``fidelity_weighted_f1`` for OpenMIC),
         ``test_nmf_loss`` (mean squared error per bin), ``n_params`` (whole model),
-        ``n_params_interpreter`` (Psi + Theta), ``epochs``, ``seconds``.
+        ``n_params_interpreter`` (Psi + Theta), ``epochs``, ``seconds``, ``checkpoint``
+        (``"last_epoch"`` or ``"best_validation"``); with a validation split also
+        ``validation_fraction``, ``n_validation``, ``validation_clips`` (clip ids),
+        ``selection_metric`` (``val_<metric>``), ``selected_epoch`` (0-based, as in ``history.csv``;
+        None when no epoch had a defined value: the last epoch is kept) and ``best_validation_fidelity``.
     """
     from l2i.nmf import load_dictionary
 
@@ -539,6 +758,9 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
     data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir)
+    fraction = config.get("validation_fraction")
+    if fraction:
+        data = _carve_validation(data, fraction, seed)
     W, _ = load_dictionary(dictionary_path)
     if W.shape[0] != data.logmag.shape[2]:
         raise ValueError(f"{dictionary_path}: dictionary has {W.shape[0]} frequencies, the logmag features "
@@ -565,7 +787,13 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     trainer.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])))
     train = L2IBatches(data.mel, data.logmag, data.rows["train"], data.targets["train"], batch_size,
                        teacher=teacher, shuffle=True, seed=seed)
-    history, epochs_run = fit_resumable(trainer, train, run_dir, int(hyper["epochs"]), verbose=verbose)
+    validation = None
+    if fraction:
+        held = L2IBatches(data.mel, None, data.rows["validation"], None, batch_size, targets="none")
+        validation = ValidationFidelity(held, teacher=classifier.predict(held, verbose=0) if mode == "posthoc"
+                                        else None, dataset=dataset, classes=data.classes, multilabel=data.multilabel)
+    history, epochs_run = fit_resumable(trainer, train, run_dir, int(hyper["epochs"]), verbose=verbose,
+                                        validation=validation)
 
     interpreter = trainer.interpreter
     interpreter.save(run_dir / "interpreter.keras")
@@ -585,7 +813,21 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
         "final_train_loss": history[-1]["loss"] if history else None,
         "n_train": int(len(data.rows["train"])),
         "n_test": int(len(data.rows["test"])),
+        "checkpoint": "best_validation" if fraction else "last_epoch",
     })
+    if fraction:
+        best = best_checkpoint(run_dir)
+        clips = getattr(data.mel, "clips", None)
+        held = data.rows["validation"]
+        results.update({
+            "validation_fraction": float(fraction),
+            "n_validation": int(len(held)),
+            "validation_clips": [str(c) for c in clips["clip_id"].to_numpy()[held]] if clips is not None
+            else [int(r) for r in held],
+            "selection_metric": validation.monitor,
+            "selected_epoch": None if best is None else int(best["epoch"]),
+            "best_validation_fidelity": None if best is None else float(best["value"]),
+        })
     return results
 
 

@@ -14,6 +14,10 @@ the same run folder unless --classifier / --dictionary are given; writes
     --hidden-layers block3            Table VI, row B3 (names: block1..block6, or `input` for f's input)
     --alpha 1 --beta 0.8              Table VII
     --n-components 50                 Fig. 6 (learn that dictionary first: learn_dictionary.py --n-components 50)
+
+--validation-fraction F keeps the weights of the epoch with the best fidelity on a validation split of F of the
+training clips (stratified by class for ESC, drawn from the seed; trained on the rest) instead of the last
+epoch's; such a run gets its own folder (<mode>_<theta>-valF-<hash>).
 """
 import argparse
 import json
@@ -74,10 +78,18 @@ def main(argv=None):
     parser.add_argument("--n-components", type=int, default=None,
                         help="K of the dictionary to use (ESC; components per class for SONYC-UST, OpenMIC), "
                              "as given to learn_dictionary.py")
+    parser.add_argument("--validation-fraction", type=float, default=None,
+                        help="carve this fraction of the training clips (0 < F < 1; stratified by class for ESC, "
+                             "seeded) as a validation split and keep the epoch with the best validation fidelity "
+                             "(default: off, the last epoch is kept)")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
 
     config = load_config(args.dataset, args.config)
+    if args.validation_fraction is not None:
+        if not 0 <= args.validation_fraction < 1:
+            parser.error(f"--validation-fraction must be in [0, 1) (0: off); received {args.validation_fraction}")
+        config["validation_fraction"] = args.validation_fraction or None
     if args.seed is not None:
         config["seed"] = args.seed
     section = "posthoc" if args.mode == "posthoc" else "bydesign"

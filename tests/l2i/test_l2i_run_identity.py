@@ -117,3 +117,28 @@ def test_layers_label_and_aliases():
     assert layers_label(["input"]) == layers_label(["add_channel"]) == "Input"
     assert classifier_layers(["input", "block6"]) == ["add_channel", "block6"]
     assert canonical_layers(["add_channel"]) == ["input"]
+
+
+def test_train_interpreter_validation_fraction_gets_its_own_folder(fake_fold, tmp_path, monkeypatch, capsys):
+    from l2i.runs import main_identity, read_identity, write_identity
+
+    fake_fold.main(["--dataset", "esc10", "--fold", "1", "--output", str(tmp_path), "--epochs", "2"])
+    base = tmp_path / "l2i" / "esc10" / "fold1" / "seed0"
+    (base / "classifier").mkdir()
+    (base / "classifier" / "classifier.keras").write_bytes(b"not loaded here")
+    write_identity(base / "classifier", main_identity("esc10", "classifier"))
+    module = _script("train_interpreter")
+    calls = []
+    monkeypatch.setattr(module, "train_interpreter",
+                        lambda config, dataset, fold, run_dir, **kw: calls.append((run_dir, config)) or {})
+    common = ["--dataset", "esc10", "--fold", "1", "--output", str(tmp_path), "--verbose", "0"]
+    module.main(common)
+    module.main(common + ["--validation-fraction", "0.1"])
+    module.main(common + ["--validation-fraction", "0"])  # 0: off, the main run
+    (main_dir, main_config), (val_dir, val_config), (off_dir, _) = calls
+    assert main_dir.name == off_dir.name == "posthoc_att" and "validation_fraction" not in main_config
+    assert val_dir.name.startswith("posthoc_att-val0.1-") and val_config["validation_fraction"] == 0.1
+    assert read_identity(val_dir)["validation_fraction"] == 0.1 and read_identity(main_dir) == main_identity("esc10")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(common + ["--validation-fraction", "1"])
+    assert exit_info.value.code == 2 and "--validation-fraction" in capsys.readouterr().err
