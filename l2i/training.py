@@ -265,7 +265,45 @@ def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=
     return FoldFeatures(mel, logmag, rows, targets, tuple(ds.classes), multilabel, dataset)
 
 
-class L2IBatches(keras.utils.PyDataset):
+class EpochOrderedBatches(keras.utils.PyDataset):
+    """Row-number batches whose order depends only on ``(seed, epoch)``.
+
+    Batch ``i`` holds positions ``order[i * batch_size:(i + 1) * batch_size]`` of ``rows``,
+    sorted by row number within the batch (sequential reads of a memory map). With
+    ``shuffle`` the order of epoch ``e`` is the permutation drawn from ``(seed, e)``, so a
+    resumed run (``set_epoch``) sees the batches of an uninterrupted one. Subclasses read
+    the batch in :meth:`_batch`, given the positions and their row numbers.
+    """
+
+    def __init__(self, rows, batch_size, shuffle=False, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.rows = np.asarray(rows)
+        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        """Use the order of ``epoch`` (0-based) from now on."""
+        self.epoch = epoch
+        n = len(self.rows)
+        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    def __len__(self):
+        return -(-len(self.rows) // self.batch_size)
+
+    def __getitem__(self, index):
+        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        positions = positions[np.argsort(self.rows[positions], kind="stable")]
+        return self._batch(positions, self.rows[positions])
+
+    def _batch(self, positions, rows):
+        raise NotImplementedError
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.set_epoch(self.epoch + 1)
+
+
+class L2IBatches(EpochOrderedBatches):
     """Batches read by row numbers from the memory-mapped ``mel`` and ``logmag`` caches.
 
     ``x`` is the log-mel ``(batch, T, n_mels)`` (raw: the classifier normalises it);
@@ -289,41 +327,24 @@ class L2IBatches(keras.utils.PyDataset):
 
     def __init__(self, mel, logmag, rows, labels, batch_size, teacher=None, targets="l2i", shuffle=False, seed=0,
                  **kwargs):
-        super().__init__(**kwargs)
         if targets not in ("l2i", "classifier", "none"):
             raise ValueError(f"`targets` must be 'l2i', 'classifier' or 'none'; received targets={targets!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer; received batch_size={batch_size!r}")
-        self.rows = np.asarray(rows)
-        if len(self.rows) == 0:
+        if len(rows) == 0:
             raise ValueError("L2IBatches got no rows")
         for name, array in (("labels", labels), ("teacher", teacher)):
-            if array is not None and len(array) != len(self.rows):
-                raise ValueError(f"{name} ({len(array)}) and rows ({len(self.rows)}) differ in length")
+            if array is not None and len(array) != len(rows):
+                raise ValueError(f"{name} ({len(array)}) and rows ({len(rows)}) differ in length")
         if targets == "l2i" and logmag is None:
             raise ValueError("targets='l2i' needs the logmag features")
         self.mel, self.logmag = mel, logmag
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
         self.teacher = None if teacher is None else np.asarray(teacher, dtype=np.float32)
-        self.batch_size = batch_size
         self.targets = targets
-        self.shuffle = shuffle
-        self.seed = seed
-        self.set_epoch(0)
+        super().__init__(rows, batch_size, shuffle=shuffle, seed=seed, **kwargs)
 
-    def set_epoch(self, epoch):
-        """Use the order of ``epoch`` (0-based) from now on."""
-        self.epoch = epoch
-        n = len(self.rows)
-        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-
-    def __len__(self):
-        return -(-len(self.rows) // self.batch_size)
-
-    def __getitem__(self, index):
-        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        positions = positions[np.argsort(self.rows[positions], kind="stable")]
-        rows = self.rows[positions]
+    def _batch(self, positions, rows):
         x = np.asarray(self.mel[rows], dtype=np.float32)
         if self.targets == "none":
             return (x,)
@@ -333,10 +354,6 @@ class L2IBatches(keras.utils.PyDataset):
         spectrogram = np.ascontiguousarray(np.asarray(self.logmag[rows], dtype=np.float32).transpose(0, 2, 1))
         teacher = self.teacher[positions] if self.teacher is not None else np.zeros_like(labels)
         return x, {"labels": labels, "spectrogram": spectrogram, "teacher": teacher}
-
-    def on_epoch_end(self):
-        if self.shuffle:
-            self.set_epoch(self.epoch + 1)
 
 
 # --------------------------------------------------------------------------- fitting

@@ -10,6 +10,7 @@ from l2i.baselines._common import (as_clips, as_targets, check_non_negative, che
                                    fit_linear, masked_binary_crossentropy, save_npz)
 from l2i.baselines.unrolled_nmf_encoder import UnrolledNMFEncoder
 from l2i.nmf import learn_dictionary
+from l2i.training import EpochOrderedBatches
 
 __all__ = ["TDLNMFClassifier"]
 
@@ -258,38 +259,20 @@ def _checked(batch, transform):
     return batch
 
 
-class _ClipBatches(keras.utils.PyDataset):
-    """``batch_size`` rows of ``X`` per batch (read when asked for; sorted within a batch for sequential reads).
-
-    With ``shuffle`` the order of epoch ``e`` is the permutation drawn from ``(seed, e)``
-    (as :class:`l2i.training.L2IBatches`), so a resumed run sees the batches of an
-    uninterrupted one. Yields ``(x,)`` when ``targets`` is None, else ``(x, y)``.
+class _ClipBatches(EpochOrderedBatches):
+    """``batch_size`` rows of ``X`` per batch, read when asked for, in the epoch order of
+    :class:`l2i.training.EpochOrderedBatches` (as :class:`l2i.training.L2IBatches`), so a resumed
+    run sees the batches of an uninterrupted one. Yields ``(x,)`` when ``targets`` is None, else ``(x, y)``.
     """
 
     def __init__(self, X, rows, targets, batch_size, transform=None, shuffle=False, seed=0):
-        super().__init__()
-        self.X, self.rows, self.transform = X, np.asarray(rows), transform
+        self.X, self.transform = X, transform
         self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
-        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
-        self.set_epoch(0)
+        super().__init__(rows, batch_size, shuffle=shuffle, seed=seed)
 
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-        n = len(self.rows)
-        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-
-    def __len__(self):
-        return -(-len(self.rows) // self.batch_size)
-
-    def __getitem__(self, index):
-        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        positions = positions[np.argsort(self.rows[positions], kind="stable")]
-        x = _checked(self.X[self.rows[positions]], self.transform)
+    def _batch(self, positions, rows):
+        x = _checked(self.X[rows], self.transform)
         return (x,) if self.targets is None else (x, self.targets[positions])
-
-    def on_epoch_end(self):
-        if self.shuffle:
-            self.set_epoch(self.epoch + 1)
 
 
 def _dictionary_views(X, rows, transform, batch_size, scratch):
