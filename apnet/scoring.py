@@ -80,10 +80,9 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
 
     import apnet  # noqa: F401  (registers the APNet layers for load_model)
     import apnet.baselines  # noqa: F401  (registers the baselines' layers and activations)
-    from apnet.training import feature_set
+    from apnet.training import feature_set, load_scaler
     from audiodata.datasets import get_dataset
     from audiodata.features import load_feature_params
-    from audiodata.features.normalization import _Scaler
 
     run_dir = Path(run_dir)
     for name in ("model.keras", "config.yaml", "scaler.json"):
@@ -117,7 +116,7 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
     if len(model.outputs) > 1:
         model = keras.Model(model.inputs[0], model.outputs[0])
     expected = tuple(model.input_shape[1:])
-    scaler = _Scaler.load(run_dir / "scaler.json")
+    scaler = load_scaler(run_dir / "scaler.json")
     x = compute_split_features(clips["path"], params, n_jobs=n_jobs, progress=progress)
     if tuple(x.shape[1:]) != expected:
         raise ParameterError(f"{run_dir}: the model takes {expected} but feature set {features!r} of "

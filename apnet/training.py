@@ -24,6 +24,7 @@ import pandas as pd
 from apnet.initializers import PrototypeClassKernel
 from apnet.losses import PrototypeLoss
 from apnet.model import APNet
+from audiodata.features.normalization import load_scaler  # noqa: F401  (re-exported: runs' scaler.json)
 
 #: Metric that selects the weights (Section 4.4): validation accuracy of the class output.
 APNET_MONITOR = "val_probabilities_accuracy"
@@ -453,13 +454,6 @@ def make_scaler(normalizer):
     if normalizer == "standard":
         return StandardScaler()
     raise ValueError(f"`normalizer` must be one of {list(NORMALIZERS)}; received {normalizer!r}")
-
-
-def load_scaler(path):
-    """Read a run's ``scaler.json`` back as the class that was saved (``MinMaxScaler`` or ``StandardScaler``)."""
-    from audiodata.features.normalization import _Scaler
-
-    return _Scaler.load(path)
 
 
 def build_model(model_name, input_shape, n_classes, config):

@@ -11,7 +11,7 @@ Typical use::
 from .cache import FeatureArray, cached_features, default_cache_dir, params_key
 from .config import feature_sets, load_feature_params
 from .extract import compute_features, feature_shape, features_from_signal
-from .normalization import MinMaxScaler, StandardScaler
+from .normalization import MinMaxScaler, StandardScaler, load_scaler
 from .spectrogram import (fix_frames, log_magnitude_spectrogram, log_mel_spectrogram, logmag_to_audio,
                           mel_to_audio)
 
@@ -46,6 +46,6 @@ def extract_features(dataset, features="mel", cache_dir=None, n_jobs=-1, progres
 __all__ = [
     "FeatureArray", "MinMaxScaler", "StandardScaler", "cached_features", "compute_features", "default_cache_dir",
     "extract_features", "feature_sets", "feature_shape", "features_from_signal", "fix_frames",
-    "load_feature_params", "log_magnitude_spectrogram", "log_mel_spectrogram", "logmag_to_audio", "mel_to_audio",
-    "params_key",
+    "load_feature_params", "load_scaler", "log_magnitude_spectrogram", "log_mel_spectrogram", "logmag_to_audio",
+    "mel_to_audio", "params_key",
 ]

@@ -132,3 +132,9 @@ class StandardScaler(_Scaler):
     def inverse_transform(self, x):
         self._check_fitted()
         return (np.asarray(x, dtype=np.float32) * np.maximum(self.std, 1e-8) + self.mean).astype(np.float32)
+
+
+def load_scaler(path):
+    """A scaler saved with ``save`` (``scaler.json``), read back as the class that was saved
+    (:class:`MinMaxScaler` or :class:`StandardScaler`)."""
+    return _Scaler.load(path)
