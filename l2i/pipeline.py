@@ -594,8 +594,6 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
     relevances : dict of np.ndarray
         ``r`` (n_pairs, K), ``class_index`` (n_pairs,), ``clip_id`` (n_pairs,), for Fig. 5.
     """
-    from audiodata.features.extract import peak_normalize
-    from audiodata.io import load_audio
     from l2i.corruption import mixing_partner
 
     if corruption not in CORRUPTIONS:
@@ -613,8 +611,7 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
         clips, labels = clips.iloc[:int(max_clips)], labels[:int(max_clips)]
 
     def audio(i):
-        y, _ = load_audio(paths[i], sr=run.sr, mono=True, duration=run.duration)
-        return peak_normalize(y, run.logmag_params.get("peak_normalize"))
+        return load_clip(paths[i], run.sr, run.duration, peak_normalize=run.logmag_params.get("peak_normalize"))[0]
 
     def clip(i):
         partner = (lambda j: audio(mixing_partner(label_keys, j, seed=[seed, j]))) if corruption == "mix" else None

@@ -112,10 +112,8 @@ class L2IExplorer:
                 "original_sr": info["original_sr"], "channels": info["channels"]}
 
     def _signal(self, source):
-        from audiodata.features.extract import peak_normalize
-        from audiodata.io import load_audio
-
         from apnet.app.files import audio_file
+        from l2i.pipeline import load_clip
 
         kind, _, key = str(source).partition(":")
         if kind == "clip":
@@ -123,9 +121,8 @@ class L2IExplorer:
             if clip is None:
                 raise NotFound(f"clip {key[:80]!r} is not a test clip of {self.run.dataset} fold {self.fold}")
             path = audio_file(clip["path"], self.roots())
-            y, _ = load_audio(path, sr=self.run.sr, mono=True, duration=self.run.duration)
-            # as the run's training clips were (the L2I authors divide each clip by its peak)
-            y = peak_normalize(y, self.run.logmag_params.get("peak_normalize"))
+            y, _ = load_clip(path, self.run.sr, self.run.duration,
+                             peak_normalize=self.run.logmag_params.get("peak_normalize"))
             return y, key, ", ".join(clip["labels"])
         if kind == "upload":
             upload = self._uploads.get(key) if _TOKEN.match(key) else None
