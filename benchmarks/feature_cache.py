@@ -315,7 +315,8 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("AUDIO_DATA_DIR", "/work/shared/data"))
+    parser.add_argument("--data-dir", default=os.environ.get(
+        "AUDIO_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     parser.add_argument("--quick", action="store_true", help="600 FSDD clips and a 3 x 128 MiB synthetic array")
     parser.add_argument("--cap-mib", type=int, help="memory budget of the streaming reader (default 512; quick 128)")
     parser.add_argument("--size-mib", type=int, help="synthetic array size (default 3 x cap)")

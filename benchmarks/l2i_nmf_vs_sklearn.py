@@ -16,7 +16,7 @@ of iterations, with the same L1 weight on the activations:
 
 Prints one JSON line.  Usage::
 
-    python benchmarks/l2i_nmf_vs_sklearn.py --data /work/shared/data/ESC-50 --clips 40
+    python benchmarks/l2i_nmf_vs_sklearn.py --data ../shared/data/ESC-50 --clips 40
 """
 import argparse
 import json
@@ -46,7 +46,7 @@ def normalise(W, H):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/ESC-50"))
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "ESC-50")
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--components", type=int, default=64)
     parser.add_argument("--l1", type=float, default=1.0)
