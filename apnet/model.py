@@ -2,7 +2,7 @@
 import keras
 
 from apnet.initializers import PrototypeClassKernel, reference_prototypes_initializer
-from apnet.layers import MaskedMaxPooling2D, MaskedUpsampling, PrototypeLayer, Similarity, WeightedSum
+from apnet.layers import LeakyReLU, MaskedMaxPooling2D, MaskedUpsampling, PrototypeLayer, Similarity, WeightedSum
 
 #: Names of the model outputs, in order (keys for ``compile(loss={...})`` and the targets).
 OUTPUT_NAMES = ("probabilities", "reconstruction", "prototypes")
@@ -127,7 +127,7 @@ class APNet(keras.Model):
             return keras.layers.Conv2DTranspose(filters, kernel_size, padding="same", name=name)
 
         def leaky(name):
-            return keras.layers.LeakyReLU(negative_slope=negative_slope, name=name)
+            return LeakyReLU(negative_slope=negative_slope, name=name)
 
         inputs = keras.Input(shape=shape, name="input")
         x = keras.layers.Reshape((n_frames, n_bands, 1), name="add_channel")(inputs)
