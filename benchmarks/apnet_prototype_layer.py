@@ -31,6 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from audiodata import cli as argtypes
+
 
 def broadcast_distances(z, prototypes):
     """Reference D[i, j, f] built from the materialised (batch, M, T', F', C) difference."""
@@ -107,13 +109,16 @@ def run_worker(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=64, help="batch size (APNet, UrbanSound8K: 64 here)")
-    parser.add_argument("--n-prototypes", type=int, default=50, help="M, number of prototypes (Table 2)")
-    parser.add_argument("--latent", type=int, nargs=3, default=(21, 32, 32), metavar=("T", "F", "C"),
+    parser.add_argument("--batch", type=argtypes.positive_int, default=64,
+                        help="batch size (APNet, UrbanSound8K: 64 here)")
+    parser.add_argument("--n-prototypes", type=argtypes.positive_int, default=50,
+                        help="M, number of prototypes (Table 2)")
+    parser.add_argument("--latent", type=argtypes.positive_int, nargs=3, default=(21, 32, 32), metavar=("T", "F", "C"),
                         help="latent shape (T', F', C): 84 x 128 mel input pooled twice, C = 32")
-    parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant")
-    parser.add_argument("--threads", type=int, default=0, help="TensorFlow CPU threads (0: its default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=argtypes.positive_int, default=10, help="timed steps per variant")
+    parser.add_argument("--threads", type=argtypes.non_negative_int, default=0,
+                        help="TensorFlow CPU threads (0: its default)")
+    parser.add_argument("--seed", type=argtypes.seed, default=0)
     parser.add_argument("--worker", choices=["expanded", "broadcast"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -28,6 +28,8 @@ import os
 import platform
 import time
 
+from audiodata import cli as argtypes
+
 SHAPES = {
     "urbansound8k": {"input_shape": (84, 128), "n_classes": 10, "n_prototypes": 50, "n_filters": 32,
                      "batch": 256, "alpha": 10, "beta": 5, "gamma": 5},
@@ -39,11 +41,13 @@ SHAPES = {
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=tuple(SHAPES) + ("all",), default="all", help="dataset shapes to time")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the dataset's, see above)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: its default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=argtypes.positive_int, default=None,
+                        help="batch size (default: the dataset's, see above)")
+    parser.add_argument("--steps", type=argtypes.positive_int, default=10, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=argtypes.non_negative_int, default=2, help="untimed steps first")
+    parser.add_argument("--threads", type=argtypes.non_negative_int, default=0,
+                        help="TensorFlow intra/inter-op threads (0: its default)")
+    parser.add_argument("--seed", type=argtypes.seed, default=0)
     args = parser.parse_args(argv)
     for name in ("steps", "warmup", "batch"):
         value = getattr(args, name)

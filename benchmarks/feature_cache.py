@@ -50,6 +50,7 @@ for _var in ("NUMBA_CACHE_DIR", "MPLCONFIGDIR"):  # before anything imports libr
 
 import numpy as np  # noqa: E402
 
+from audiodata import cli as argtypes  # noqa: E402
 from audiodata.features import FeatureArray, cached_features, extract_features  # noqa: E402
 
 MIB = 2 ** 20
@@ -318,9 +319,11 @@ def main():
     parser.add_argument("--data-dir", default=os.environ.get(
         "AUDIO_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     parser.add_argument("--quick", action="store_true", help="600 FSDD clips and a 3 x 128 MiB synthetic array")
-    parser.add_argument("--cap-mib", type=int, help="memory budget of the streaming reader (default 512; quick 128)")
-    parser.add_argument("--size-mib", type=int, help="synthetic array size (default 3 x cap)")
-    parser.add_argument("--batch-rows", type=int, help="rows (1 MiB each) per iter_batches batch (default cap / 16)")
+    parser.add_argument("--cap-mib", type=argtypes.positive_int,
+                        help="memory budget of the streaming reader (default 512; quick 128)")
+    parser.add_argument("--size-mib", type=argtypes.positive_int, help="synthetic array size (default 3 x cap)")
+    parser.add_argument("--batch-rows", type=argtypes.positive_int,
+                        help="rows (1 MiB each) per iter_batches batch (default cap / 16)")
     parser.add_argument("--tmp-dir", default=tempfile.gettempdir(), help="where the temporary caches go")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -18,15 +18,18 @@ import time
 
 import numpy as np
 
+from audiodata import cli as argtypes
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--n-components", type=int, default=100, help="K")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=32)
+    parser.add_argument("--steps", type=argtypes.positive_int, default=10, help="timed steps")
+    parser.add_argument("--warmup", type=argtypes.non_negative_int, default=3, help="untimed steps first")
+    parser.add_argument("--n-components", type=argtypes.positive_int, default=100, help="K")
     parser.add_argument("--theta", default="att", choices=["att", "max"])
-    parser.add_argument("--threads", type=int, default=None, help="TensorFlow intra/inter-op threads")
+    parser.add_argument("--threads", type=argtypes.non_negative_int, default=None,
+                        help="TensorFlow intra/inter-op threads (0 or unset: its default)")
     args = parser.parse_args(argv)
 
     import keras

@@ -29,6 +29,7 @@ import soundfile as sf
 from sklearn.decomposition import NMF
 from threadpoolctl import threadpool_limits
 
+from audiodata import cli as argtypes
 from l2i.nmf import learn_dictionary, nmf_objective
 
 
@@ -47,13 +48,13 @@ def normalise(W, H):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "ESC-50")
-    parser.add_argument("--clips", type=int, default=40)
-    parser.add_argument("--components", type=int, default=64)
-    parser.add_argument("--l1", type=float, default=1.0)
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--clips", type=argtypes.positive_int, default=40)
+    parser.add_argument("--components", type=argtypes.positive_int, default=64)
+    parser.add_argument("--l1", type=argtypes.non_negative_float, default=1.0)
+    parser.add_argument("--iterations", type=argtypes.positive_int, default=200)
+    parser.add_argument("--seed", type=argtypes.seed, default=0)
+    parser.add_argument("--threads", type=argtypes.positive_int, default=1)
+    parser.add_argument("--repeats", type=argtypes.positive_int, default=3,
                         help="alternate the two fits this many times and report median seconds")
     args = parser.parse_args()
 

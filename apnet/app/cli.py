@@ -14,6 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from audiodata import cli as argtypes
+
+#: Largest upload the L2I page accepts, in MB (build() checks it again for programmatic callers).
+MAX_UPLOAD_MB = argtypes.float_range(0.0, 2048.0, low_closed=False, name="max_upload_mb")
+
 
 def parse_args(argv=None, prog=None):
     parser = argparse.ArgumentParser(prog=prog,
@@ -21,22 +26,25 @@ def parse_args(argv=None, prog=None):
                                                  "interpretations (web application, docs/webapp.md)")
     parser.add_argument("--model", required=True, help="model.keras of an experiments/apnet/train.py run folder")
     parser.add_argument("--dataset", default=None, help="dataset of the run (checked against the run folder)")
-    parser.add_argument("--fold", type=int, default=None, help="test fold of the run (checked against the run folder)")
+    parser.add_argument("--fold", type=argtypes.positive_int, default=None,
+                        help="test fold of the run (checked against the run folder)")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folders (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     parser.add_argument("--output", default=None,
                         help="folder for the edited models model_edited_<n>.keras (default: the model's folder)")
     parser.add_argument("--l2i-model", default=None,
                         help="L2I run folder (holding interpreter.keras) for the L2I page; optional")
-    parser.add_argument("--l2i-fold", type=int, default=None, help="test fold listed on the L2I page (default: the "
-                                                                   "run's)")
+    parser.add_argument("--l2i-fold", type=argtypes.positive_int, default=None,
+                        help="test fold listed on the L2I page (default: the run's)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 picks a free one)")
-    parser.add_argument("--max-points", type=int, default=1500, help="training instances drawn on the maps")
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload on the L2I page (MB)")
+    parser.add_argument("--port", type=argtypes.port, default=8050, help="port (default 8050; 0 picks a free one)")
+    parser.add_argument("--max-points", type=argtypes.positive_int, default=1500,
+                        help="training instances drawn on the maps")
+    parser.add_argument("--max-upload-mb", type=MAX_UPLOAD_MB, default=20.0,
+                        help="largest upload on the L2I page (MB, at most 2048)")
     parser.add_argument("--work-dir", default=None,
                         help="cache folder for uploads (default: a temporary folder removed at exit)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the map sample and of t-SNE")
+    parser.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the map sample and of t-SNE")
     return parser.parse_args(argv)
 
 
@@ -68,7 +76,10 @@ def build(args, log=print):
 
 def main(argv=None, prog=None):
     """Parse ``argv``, load everything, print the URL and serve until interrupted; returns the exit status."""
-    args = parse_args(argv, prog)
+    try:
+        args = parse_args(argv, prog)
+    except SystemExit as stop:  # argparse: --help (0) or a bad option (2, message already printed)
+        return 0 if stop.code is None else stop.code
     import logging
 
     import uvicorn

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from audiodata import cli as argtypes
+
 #: Milliseconds to wait for a page's first content (decoding the prototypes, t-SNE, an interpretation).
 READY_MS = 600_000
 
@@ -125,10 +127,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
     parser.add_argument("--output", required=True, help="folder of the PNG files (e.g. docs/screenshots)")
     parser.add_argument("--chromium", default=None, help="Chromium executable (default: chromium on the PATH)")
-    parser.add_argument("--prototype", type=int, default=0, help="prototype selected on the map")
+    parser.add_argument("--prototype", type=argtypes.non_negative_int, default=0, help="prototype selected on the map")
     parser.add_argument("--clip", default=None, help="test clip interpreted on the L2I page (default: the first)")
-    parser.add_argument("--tau", type=float, default=0.1, help="relevance threshold on the L2I page")
-    parser.add_argument("--retrain-epochs", type=int, default=0, help="retrain this many epochs before train.png")
+    parser.add_argument("--tau", type=argtypes.fraction(include_0=True), default=0.1,
+                        help="relevance threshold on the L2I page, in [0, 1)")
+    parser.add_argument("--retrain-epochs", type=argtypes.non_negative_int, default=0,
+                        help="retrain this many epochs before train.png (0: none)")
     own, rest = parser.parse_known_args(argv)
     args = cli.parse_args(rest + ["--port", "0"], prog="python -m apnet.app.screenshots")
     chromium = own.chromium or shutil.which("chromium") or shutil.which("chromium-browser")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audiodata import cli as argtypes
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -24,22 +26,21 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     parser.add_argument("--output", default=None, help="output folder (default: RUN/prototypes)")
-    parser.add_argument("--batch-size", type=int, default=256, help="batch size of the forward passes")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=256,
+                        help="batch size of the forward passes")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     from audiodata.datasets import get_dataset
-    from audiodata.errors import AudioDataError, ParameterError
+    from audiodata.errors import AudioDataError
     from audiodata.features import load_feature_params
 
     from apnet import inspection
     from apnet.training import load_fold
 
     try:
-        if args.batch_size < 1:
-            raise ParameterError(f"--batch-size must be positive, got {args.batch_size}")
         run = inspection.load_run(args.model)
         features = run["config"]["features"]
         data = load_fold(run["dataset"], run["fold"], features, data_dir=args.data_dir, cache_dir=args.cache_dir)

@@ -10,16 +10,20 @@ import argparse
 import json
 import sys
 
+from audiodata import cli as argtypes
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="run folder (model.keras, config.yaml, scaler.json)")
     parser.add_argument("--dataset", default=None, help="dataset name (default: the run's)")
-    parser.add_argument("--fold", type=int, default=None, help="fold (default: the run's; 1 for one partition)")
+    parser.add_argument("--fold", type=argtypes.positive_int, default=None,
+                        help="fold (default: the run's; 1 for one partition)")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--jobs", type=int, default=1, help="processes computing features")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=64)
+    parser.add_argument("--jobs", type=argtypes.n_jobs, default=1,
+                        help="processes computing features (-1: all cores)")
     parser.add_argument("--predictions", default=None, help="write clip_id, label and probabilities to this CSV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

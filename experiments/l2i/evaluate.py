@@ -23,7 +23,11 @@ import sys
 
 import numpy as np
 
+from audiodata import cli as argtypes
 from audiodata.errors import AudioDataError
+
+#: Relevance thresholds tau lie in [0, 1) (Sec. III-E; l2i.pipeline.check_tau).
+TAU = argtypes.fraction(include_0=True)
 
 
 def main(argv=None):
@@ -32,12 +36,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="run folder holding interpreter.keras (<mode>_<theta>/)")
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS), help="thresholds tau")
+    parser.add_argument("--taus", type=TAU, nargs="+", default=list(DEFAULT_TAUS),
+                        help="thresholds tau, each in [0, 1)")
     parser.add_argument("--corruption", default="none", choices=list(CORRUPTIONS))
-    parser.add_argument("--seed", type=int, default=0, help="noise, mixing partners and Random Baseline")
-    parser.add_argument("--max-clips", type=int, default=None, help="only the first N test clips (quick check)")
+    parser.add_argument("--seed", type=argtypes.seed, default=0, help="noise, mixing partners and Random Baseline")
+    parser.add_argument("--max-clips", type=argtypes.positive_int, default=None,
+                        help="only the first N test clips (quick check)")
     parser.add_argument("--output", default="runs")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)

@@ -15,7 +15,11 @@ Without --class the class predicted by the classifier f is interpreted.
 """
 import argparse
 
+from audiodata import cli as argtypes
 from audiodata.errors import AudioDataError
+
+#: Relevance thresholds tau lie in [0, 1) (Sec. III-E; l2i.pipeline.check_tau).
+TAU = argtypes.fraction(include_0=True)
 
 
 def main(argv=None):
@@ -24,8 +28,9 @@ def main(argv=None):
     parser.add_argument("--audio", required=True, help="audio file (WAV, FLAC, OGG; any rate, any channels)")
     parser.add_argument("--class", dest="class_name", default=None,
                         help="class to interpret (name or index; default: f's prediction)")
-    parser.add_argument("--tau", default="0.1", help="relevance threshold tau in [0, 1) (Sec. III-E)")
-    parser.add_argument("--start", type=float, default=0.0, help="start of the analysed window, in seconds")
+    parser.add_argument("--tau", type=TAU, default=0.1, help="relevance threshold tau in [0, 1) (Sec. III-E)")
+    parser.add_argument("--start", type=argtypes.non_negative_float, default=0.0,
+                        help="start of the analysed window, in seconds")
     parser.add_argument("--dataset", default=None, help="dataset of the run (default: from its results.json)")
     parser.add_argument("--output", required=True, help="folder for the audio files and the figure")
     args = parser.parse_args(argv)

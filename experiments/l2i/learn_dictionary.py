@@ -13,6 +13,7 @@ import json
 import sys
 import time
 
+from audiodata import cli as argtypes
 from audiodata.errors import AudioDataError
 from l2i.dictionary import learn_dataset_dictionary
 from l2i.nmf import save_dictionary
@@ -23,14 +24,15 @@ from l2i.training import load_config, load_fold, run_directory, write_results
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default="runs")
     parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
-    parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("--epochs", type=int, default=None, help="NMF iterations (overrides dictionary.n_iter)")
-    parser.add_argument("--n-components", type=int, default=None,
+    parser.add_argument("--seed", type=argtypes.seed, default=None, help="overrides the config's seed")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
+                        help="NMF iterations (overrides dictionary.n_iter)")
+    parser.add_argument("--n-components", type=argtypes.positive_int, default=None,
                         help="K (ESC) or components per class (SONYC-UST, OpenMIC)")
     args = parser.parse_args(argv)
 

@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+from audiodata import cli as argtypes
 from audiodata.errors import AudioDataError
 
 from l2i.baselines.training import (BASELINES, NMF_FEATURES, SWEEP_METRICS, select_sweep, sweep_system,
@@ -46,26 +47,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, choices=list(BASELINES))
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default="runs")
     parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
     parser.add_argument("--classifier", default=None, help="classifier.keras (default: <run>/classifier/)")
-    parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--seed", type=argtypes.seed, default=None, help="overrides the config's seed")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
                         help="overrides baselines.<name>.epochs (nmf: baselines.nmf.n_iter_dictionary)")
-    parser.add_argument("--k", type=int, nargs="+", default=None, metavar="K",
+    parser.add_argument("--k", type=argtypes.positive_int, nargs="+", default=None, metavar="K",
                         help="nmf, tdl_nmf: dictionary sizes to sweep (the paper: 64 128 256 512)")
     parser.add_argument("--features", nargs="+", default=None, choices=NMF_FEATURES,
                         help="nmf, tdl_nmf: input features to sweep (the paper: both)")
-    parser.add_argument("--verbose", type=int, default=2)
+    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
+                        help="Keras fit verbosity")
     args = parser.parse_args(argv)
     sweep = args.k is not None or args.features is not None
     if sweep and args.baseline not in ("nmf", "tdl_nmf"):
         parser.exit(2, "error: --k and --features sweep the nmf and tdl_nmf baselines only\n")
-    if args.k is not None and min(args.k) < 1:
-        parser.exit(2, f"error: --k must be positive integers; got {args.k}\n")
 
     config = load_config(args.dataset, args.config)
     if args.seed is not None:

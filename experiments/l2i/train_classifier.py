@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 
+from audiodata import cli as argtypes
 from audiodata.errors import AudioDataError
 from l2i.runs import classifier_identity, write_identity
 from l2i.training import load_config, run_directory, train_classifier, write_results
@@ -19,14 +20,15 @@ from l2i.training import load_config, run_directory, train_classifier, write_res
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default="runs")
     parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
-    parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("--epochs", type=int, default=None, help="overrides classifier.epochs")
-    parser.add_argument("--verbose", type=int, default=2)
+    parser.add_argument("--seed", type=argtypes.seed, default=None, help="overrides the config's seed")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="overrides classifier.epochs")
+    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
+                        help="Keras fit verbosity")
     args = parser.parse_args(argv)
 
     config = load_config(args.dataset, args.config)

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from audiodata import cli as argtypes
 from audiodata.errors import AudioDataError
 
 from l2i.runs import (classifier_identity, classifier_layers, dictionary_folder, dictionary_identity,
@@ -59,7 +60,7 @@ def _dictionary_identity(path, section, dataset):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
     parser.add_argument("--mode", default="posthoc", choices=list(MODES))
     parser.add_argument("--theta", default="att", choices=["att", "max"])
     parser.add_argument("--data-dir", default=None)
@@ -68,27 +69,29 @@ def main(argv=None):
     parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
     parser.add_argument("--classifier", default=None, help="classifier.keras (default: <run>/classifier/)")
     parser.add_argument("--dictionary", default=None, help="dictionary .npy (default: <run>/dictionary/W.npy)")
-    parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("--epochs", type=int, default=None, help="overrides the mode's epochs")
+    parser.add_argument("--seed", type=argtypes.seed, default=None, help="overrides the config's seed")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="overrides the mode's epochs")
     parser.add_argument("--hidden-layers", nargs="+", default=None,
                         help="overrides interpreter.hidden_layers: block1..block6, or input (f's input, Table VI)")
-    parser.add_argument("--alpha", type=float, default=None, help="overrides the mode's alpha (weight of L_NMF)")
-    parser.add_argument("--beta", type=float, default=None, help="overrides the mode's beta (weight of ||H||_1)")
-    parser.add_argument("--gamma", type=float, default=None, help="overrides bydesign.gamma (weight of L_FID)")
-    parser.add_argument("--n-components", type=int, default=None,
+    parser.add_argument("--alpha", type=argtypes.non_negative_float, default=None,
+                        help="overrides the mode's alpha (weight of L_NMF)")
+    parser.add_argument("--beta", type=argtypes.non_negative_float, default=None,
+                        help="overrides the mode's beta (weight of ||H||_1)")
+    parser.add_argument("--gamma", type=argtypes.non_negative_float, default=None,
+                        help="overrides bydesign.gamma (weight of L_FID)")
+    parser.add_argument("--n-components", type=argtypes.positive_int, default=None,
                         help="K of the dictionary to use (ESC; components per class for SONYC-UST, OpenMIC), "
                              "as given to learn_dictionary.py")
-    parser.add_argument("--validation-fraction", type=float, default=None,
-                        help="carve this fraction of the training clips (0 < F < 1; stratified by class for ESC, "
-                             "seeded) as a validation split and keep the epoch with the best validation fidelity "
-                             "(default: off, the last epoch is kept)")
-    parser.add_argument("--verbose", type=int, default=2)
+    parser.add_argument("--validation-fraction", type=argtypes.fraction(include_0=True), default=None,
+                        help="carve this fraction of the training clips (0 <= F < 1, 0: off; stratified by class "
+                             "for ESC, seeded) as a validation split and keep the epoch with the best validation "
+                             "fidelity (default: off, the last epoch is kept)")
+    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
+                        help="Keras fit verbosity")
     args = parser.parse_args(argv)
 
     config = load_config(args.dataset, args.config)
     if args.validation_fraction is not None:
-        if not 0 <= args.validation_fraction < 1:
-            parser.error(f"--validation-fraction must be in [0, 1) (0: off); received {args.validation_fraction}")
         config["validation_fraction"] = args.validation_fraction or None
     if args.seed is not None:
         config["seed"] = args.seed

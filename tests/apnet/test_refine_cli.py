@@ -177,12 +177,28 @@ def test_inspect_prototypes(run_dir, shared_data, feature_cache, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--method", "channels", "--n-channels", "8"], "n_channels"),
-    (["--method", "prototypes", "--epochs", "0"], "--epochs must be positive"),  # the last --epochs wins
 ])
 def test_refine_errors(run_dir, shared_data, feature_cache, extra, message, capsys):
     argv = refine_argv(run_dir / "model.keras", shared_data, feature_cache, *extra)
     assert load_script("refine").main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, extra, message", [
+    ("refine", ["--epochs", "1", "--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+    ("refine", ["--n-channels", "0"], "argument --n-channels: must be a positive integer, got 0"),
+    ("refine", ["--batch-size", "-8"], "argument --batch-size: must be a positive integer, got -8"),
+    ("refine", ["--threshold", "nan"], "argument --threshold: must be a non-negative finite number, got 'nan'"),
+    ("refine", ["--verbose", "3"], "argument --verbose: invalid choice: 3"),
+    ("inspect_prototypes", ["--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
+])
+def test_bad_numbers_are_refused_by_the_parser(script, extra, message, tmp_path, capsys):
+    """Out-of-range options exit 2 with argparse's error before the run folder is read (the last --epochs wins)."""
+    argv = ["--model", str(tmp_path / "model.keras"), *extra] + (["--method", "channels"] if script == "refine" else [])
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(script).main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"error: {message}" in err and "does not exist" not in err
 
 
 def test_missing_run_folder(tmp_path, capsys):

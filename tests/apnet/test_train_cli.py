@@ -112,8 +112,6 @@ def test_evaluate_aggregates_folds(cli_run, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "fsdd", "--fold", "7"], "--fold must be one of [1, 2, 3, 4, 5, 6], got 7"),
-    (["--dataset", "fsdd", "--fold", "1", "--epochs", "0"], "--epochs must be positive"),
-    (["--dataset", "fsdd", "--fold", "1", "--n-prototypes", "0"], "--n-prototypes must be positive"),
     (["--dataset", "fsdd", "--fold", "1", "--config", "/nonexistent.yaml"], "does not exist"),
     (["--dataset", "esc10", "--fold", "1", "--data-dir", "{empty}"], "ESC-50"),
     (["--dataset", "fsdd", "--fold", "1"], "AUDIO_DATA_DIR"),
@@ -124,6 +122,26 @@ def test_clear_errors(argv, message, tmp_path, capsys, monkeypatch):
     argv = [a.replace("{empty}", str(tmp_path / "empty")) for a in argv] + ["--output", str(tmp_path / "out")]
     assert load_script("train").main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+    (["--epochs", "-1"], "argument --epochs: must be a positive integer, got -1"),
+    (["--n-prototypes", "0"], "argument --n-prototypes: must be a positive integer, got 0"),
+    (["--batch-size", "nan"], "argument --batch-size: must be a positive integer, got 'nan'"),
+    (["--seed", "-1"], "argument --seed: must be an integer seed in [0, 4294967295], got -1"),
+    (["--fold", "0"], "argument --fold: must be a positive integer, got 0"),
+    (["--verbose", "3"], "argument --verbose: invalid choice: 3"),
+])
+def test_bad_numbers_are_refused_by_the_parser(extra, message, tmp_path, capsys):
+    """Out-of-range overrides exit 2 with argparse's one-line error, before any config is read or folder made."""
+    argv = ["--dataset", "fsdd", "--fold", "1", *extra, "--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("train").main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("usage: ") and f"error: {message}" in err
+    assert not (tmp_path / "out").exists()
+    assert load_script("train").parse_args(["--fold", "1", "--seed", "0"]).seed == 0  # a seed may be 0
 
 
 def test_overrides_replace_the_config_values():

@@ -164,6 +164,24 @@ def test_train_baseline_errors_are_one_line(baseline, extra, message, tmp_path, 
     assert err.startswith("error: ") and message.format(output=tmp_path) in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--k", "64", "0"], "argument --k: must be a positive integer, got 0"),
+    (["--k", "-64"], "argument --k: must be a positive integer, got -64"),
+    (["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+    (["--fold", "-1"], "argument --fold: must be a positive integer, got -1"),
+    (["--fold", "0"], "argument --fold: must be a positive integer, got 0"),
+    (["--verbose", "-1"], "argument --verbose: must be a non-negative integer, got -1"),
+    (["--verbose", "3"], "argument --verbose: invalid choice: 3"),
+])
+def test_train_baseline_refuses_bad_numbers(extra, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _script("train_baseline").main(["--baseline", "nmf", "--dataset", "esc10", "--output",
+                                        str(tmp_path / "runs"), *extra])
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_nmf_sweep_writes_one_folder_per_combination_and_the_selection(mini_esc10, output):
     from l2i.baselines.training import select_sweep
 

@@ -60,8 +60,6 @@ def test_interpret_cli_on_a_stereo_22k_wav(tiny_run, shared_data, tmp_path, caps
 @pytest.mark.parametrize("args, message", [
     (["--audio", "NOT_AUDIO"], "not_audio.wav: cannot be decoded"),
     (["--class", "unicorn"], "valid names: dog, rooster, rain"),
-    (["--tau", "1.5"], "tau must lie in [0, 1)"),
-    (["--tau", "high"], "tau must be a number"),
 ])
 def test_interpret_cli_errors(tiny_run, shared_data, tmp_path, capsys, args, message):  # noqa: F811
     bad = tmp_path / "not_audio.wav"
@@ -100,15 +98,63 @@ def test_evaluate_cli_end_to_end(tiny_run, shared_data, tmp_path):  # noqa: F811
     assert relevances["r"].shape == (6, 6) and np.all(np.abs(relevances["r"]) <= 1 + 1e-9)
 
 
-def test_evaluate_cli_bad_tau_and_corruption(tiny_run, shared_data, tmp_path, capsys):  # noqa: F811
-    evaluate = _script("evaluate")
+@pytest.mark.parametrize("args, message", [
+    (["--tau", "1.5"], "argument --tau: must be a number in [0, 1), got 1.5"),
+    (["--tau", "1"], "argument --tau: must be a number in [0, 1), got 1"),
+    (["--tau", "high"], "argument --tau: must be a number in [0, 1), got 'high'"),
+    (["--tau", "nan"], "argument --tau: must be a number in [0, 1), got 'nan'"),
+    (["--start", "-1"], "argument --start: must be a non-negative finite number, got -1"),
+    (["--start", "inf"], "argument --start: must be a non-negative finite number, got 'inf'"),
+])
+def test_interpret_cli_bad_numbers(tmp_path, capsys, args, message):
+    """Refused by the parser (exit 2, argparse's message) before the run or the audio file is read."""
+    argv = ["--model", str(tmp_path / "run"), "--audio", str(tmp_path / "a.wav"), "--output", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(["--model", str(tiny_run), "--dataset", "esc10", "--taus", "0.1", "1.2", "--output",
-                       str(tmp_path)])
-    assert exit_info.value.code == 2 and "tau must lie in [0, 1)" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        evaluate.main(["--model", str(tiny_run), "--dataset", "esc10", "--corruption", "reverb"])
-    assert "invalid choice: 'reverb'" in capsys.readouterr().err
+        _script("interpret").main(argv + args)
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--taus", "0.1", "1.2"], "argument --taus: must be a number in [0, 1), got 1.2"),
+    (["--taus", "0.1", "-0.5"], "argument --taus: must be a number in [0, 1), got -0.5"),
+    (["--max-clips", "0"], "argument --max-clips: must be a positive integer, got 0"),
+    (["--fold", "0"], "argument --fold: must be a positive integer, got 0"),
+    (["--seed", "-1"], "argument --seed: must be an integer seed in [0, 4294967295], got -1"),
+    (["--corruption", "reverb"], "argument --corruption: invalid choice: 'reverb'"),
+])
+def test_evaluate_cli_bad_tau_and_corruption(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _script("evaluate").main(["--model", str(tmp_path / "run"), "--dataset", "esc10", "--output",
+                                  str(tmp_path / "out"), *args])
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("train_classifier", ["--epochs", "-1"], "argument --epochs: must be a positive integer, got -1"),
+    ("train_classifier", ["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+    ("train_classifier", ["--verbose", "5"], "argument --verbose: invalid choice: 5"),
+    ("learn_dictionary", ["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+    ("learn_dictionary", ["--n-components", "-4"], "argument --n-components: must be a positive integer, got -4"),
+    ("train_interpreter", ["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+    ("train_interpreter", ["--alpha", "-1"], "argument --alpha: must be a non-negative finite number, got -1"),
+    ("train_interpreter", ["--beta", "inf"], "argument --beta: must be a non-negative finite number, got 'inf'"),
+    ("train_interpreter", ["--gamma", "nan"], "argument --gamma: must be a non-negative finite number, got 'nan'"),
+    ("train_interpreter", ["--validation-fraction", "1"],
+     "argument --validation-fraction: must be a number in [0, 1), got 1"),
+    ("train_interpreter", ["--seed", "4294967296"],
+     "argument --seed: must be an integer seed in [0, 4294967295], got 4294967296"),
+])
+def test_training_clis_refuse_bad_numbers_before_writing(script, args, message, tmp_path, capsys):
+    """Issue 12: e.g. ``train_classifier.py --epochs -1`` exited 0 with an untrained classifier.keras."""
+    with pytest.raises(SystemExit) as exit_info:
+        _script(script).main(["--dataset", "esc10", "--output", str(tmp_path / "runs"), *args])
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("missing, message", [
