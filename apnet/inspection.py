@@ -378,11 +378,13 @@ def load_run(model_path):
     ------
     audiodata.errors.ParameterError
         A missing file, or no dataset/fold to be found; the message names the path.
+    audiodata.errors.ModelFileError
+        ``model_path`` is truncated or corrupt.
     """
     import yaml
     from audiodata.errors import ParameterError
 
-    from apnet.training import load_scaler
+    from apnet.training import load_model_file, load_scaler
 
     model_path = Path(model_path)
     run_dir = model_path.parent
@@ -400,7 +402,7 @@ def load_run(model_path):
                                  "<output>/<model>/<dataset>/fold<N>/seed<S>/")
         dataset, fold = run_dir.parent.parent.name, int(match.group(1))
     return {
-        "model": keras.models.load_model(model_path),
+        "model": load_model_file(model_path),
         "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
         "scaler": load_scaler(run_dir / "scaler.json"),
         "dataset": str(dataset),

@@ -5,13 +5,14 @@
   memory-mapped cache, so datasets larger than memory stream;
 * :func:`load_fold` -- a dataset split into train/validation/test rows of its cached features;
 * :func:`fit_resumable` -- ``fit`` that keeps the weights with the best validation accuracy,
-  logs ``history.csv``, stops early after ``early_stopping`` epochs without improvement and
-  resumes an interrupted run from its last epoch (early-stopping counter included);
+  logs ``history.csv``, stops early after ``early_stopping`` epochs without improvement,
+  stops with :class:`audiodata.errors.TrainingDivergedError` when a loss becomes NaN/Inf, and
+  resumes an interrupted run from its last epoch (early-stopping counter, batch order and
+  dropout masks included: the resumed run is bit-identical to an uninterrupted one);
 * :func:`training_settings` -- batch size, normaliser, last-layer initialisation and
   early stopping of one model, read from a dataset config (the authors' per-model values);
 * :func:`train_fold` -- all of the above for one fold, as the experiment scripts run it.
 """
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ import pandas as pd
 from apnet.initializers import PrototypeClassKernel
 from apnet.losses import PrototypeLoss
 from apnet.model import APNet
+from audiodata.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
+                                   load_model_file)  # load_model_file: also used as apnet.training.load_model_file
+from audiodata.checkpoints import completed_epochs as _backup_epochs
+from audiodata.cli import positive_int, require
 from audiodata.features.normalization import load_scaler  # noqa: F401  (re-exported: runs' scaler.json)
 
 #: Metric that selects the weights (Section 4.4): validation accuracy of the class output.
@@ -83,9 +88,14 @@ class FeatureBatches(keras.utils.PyDataset):
 
     Only one batch is in memory at a time: each ``__getitem__`` reads its rows from the
     memory-mapped :class:`audiodata.features.FeatureArray` (sorted, for sequential reads).
-    With ``shuffle=True`` the order is a permutation drawn from ``(seed, epoch)``, so a
-    resumed run (``epoch`` set to the first epoch to run) sees the same order as an
-    uninterrupted one.
+    With ``shuffle=True`` the order is a permutation drawn from ``(seed, epoch)`` only, so a
+    resumed run sees the same batches as an uninterrupted one provided ``fit`` does not
+    reorder them and the epoch is set explicitly: :func:`fit_resumable` passes
+    ``shuffle=False`` to ``fit`` (Keras would otherwise shuffle the batch order with Python's
+    global ``random``, which a resume does not restore) and calls :meth:`set_epoch` at the
+    start of every epoch (:class:`audiodata.checkpoints.EpochOrder`). Under a plain ``fit``,
+    :meth:`on_epoch_end` advances the epoch; Keras calls it once before the first epoch too,
+    so there epoch ``e`` uses the order of ``e + 1``.
 
     Args:
         features: a FeatureArray (or any array indexable by row numbers), ``(n, T, F)``.
@@ -218,11 +228,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def completed_epochs(backup_dir):
-    """Number of epochs saved in a :class:`keras.callbacks.BackupAndRestore` folder (0 if none)."""
-    path = Path(backup_dir) / "training_metadata.json"
-    if not path.is_file():
-        return 0
-    return int(json.loads(path.read_text())["epoch"])
+    """Number of epochs saved in a backup folder (:class:`audiodata.checkpoints.AtomicBackupAndRestore`; 0 if none)."""
+    return _backup_epochs(backup_dir)
 
 
 @dataclass
@@ -295,7 +302,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     Unlike :class:`keras.callbacks.EarlyStopping`, its counter starts from a given state
     (:func:`early_stopping_state` of the epochs already logged), so a resumed run stops at
     the same epoch as an uninterrupted one. It does not restore weights: the best epoch is
-    kept by :class:`keras.callbacks.ModelCheckpoint` in :func:`fit_resumable`.
+    kept by :class:`audiodata.checkpoints.AtomicModelCheckpoint` in :func:`fit_resumable`.
 
     Args:
         monitor: str, a key of the epoch logs.
@@ -326,21 +333,41 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _read_history(path):
+    """Rows of ``history.csv``; none when it is missing or empty (CSVLogger creates it before the first row)."""
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame({"epoch": []})
+
+
 def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, verbose=2, early_stopping=None):
     """``model.fit`` that selects the best weights, stops early and resumes after an interruption.
 
     Writes into ``run_dir``:
 
-    * ``model.keras`` -- the model of the epoch with the highest ``monitor`` (Section 4.4);
-    * ``backup/`` -- the last epoch's weights, optimizer state and epoch number
-      (:class:`keras.callbacks.BackupAndRestore`, kept after training);
+    * ``model.keras`` -- the model of the epoch with the highest ``monitor`` (Section 4.4),
+      replaced atomically (:class:`audiodata.checkpoints.AtomicModelCheckpoint`);
+    * ``backup/`` -- the last epoch's weights, optimizer state, dropout seed-generator states
+      and epoch number, committed atomically
+      (:class:`audiodata.checkpoints.AtomicBackupAndRestore`, kept after training);
     * ``history.csv`` -- one row per epoch (losses, metrics, ``seconds``), appended to on
       resume.
 
     Calling it again on the same ``run_dir`` continues from the last completed epoch up to
     ``epochs`` (nothing runs if they are all done): rows of ``history.csv`` from epochs the
     backup does not hold are dropped first, and the best checkpoint is only replaced by a
-    better one than the best in the history.
+    better one than the best in the history. The resumed run is the run it resumes, bit for
+    bit, when ``train_data`` is a :class:`keras.utils.PyDataset` whose order depends on the
+    epoch only (``set_epoch``, as :class:`FeatureBatches`): ``fit`` gets ``shuffle=False`` and
+    :class:`audiodata.checkpoints.EpochOrder` sets the epoch, and the backup restores
+    weights, optimizer and seed generators. (Other ``train_data`` are passed with Keras'
+    default ``shuffle=True``; their resume is not reproducible.)
+
+    A NaN or infinite loss (any ``*loss`` of the logs, validation included) or weight stops
+    training at once (:class:`audiodata.checkpoints.DivergenceGuard`, the first callback):
+    nothing of the diverged epoch is saved (no backup, history row or checkpoint), so the
+    backup keeps the last finite epoch.
 
     With ``early_stopping = p`` training stops after ``p`` consecutive epochs whose
     ``monitor`` is not strictly above the best so far (the authors' ``early_stopping: 100``,
@@ -359,16 +386,23 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
         All rows of ``history.csv``.
     epochs_run : int
         Epochs run by this call.
+
+    Raises
+    ------
+    audiodata.errors.TrainingDivergedError
+        A loss or weight became NaN/Inf (the message names ``run_dir``, epoch, batch and loss).
+    audiodata.errors.ModelFileError
+        The backup cannot be read (truncated or corrupt).
     """
+    epochs = require(positive_int, epochs, "epochs")
     patience = _check_patience(early_stopping)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     backup_dir = run_dir / "backup"
     history_path = run_dir / "history.csv"
     initial_epoch = completed_epochs(backup_dir)
-    history = pd.DataFrame({"epoch": []})
+    history = _read_history(history_path)
     if history_path.exists():
-        history = pd.read_csv(history_path)
         history = history[history["epoch"] < initial_epoch]
         if len(history):
             history.to_csv(history_path, index=False)
@@ -377,21 +411,26 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
     state = early_stopping_state(history, monitor, patience)
     if state.stopped_epoch is not None:  # stopped early before: nothing more to run
         return history.reset_index(drop=True), 0
+    callbacks = [DivergenceGuard(run_dir)]  # first: raises before anything saves a diverged epoch
     if hasattr(train_data, "set_epoch"):
         train_data.set_epoch(initial_epoch)
-    callbacks = [
+        callbacks.append(EpochOrder(train_data))
+    callbacks += [
         EpochTimer(),
-        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True,
-                                        initial_value_threshold=state.best),
+        AtomicModelCheckpoint(run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True,
+                              initial_value_threshold=state.best),
     ]
     if patience is not None:
         callbacks.append(ResumableEarlyStopping(monitor, patience, best=state.best, wait=state.wait))
     callbacks += [
         keras.callbacks.CSVLogger(str(history_path), append=True),
-        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
+        AtomicBackupAndRestore(backup_dir, delete_checkpoint=False),
     ]
-    model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    final = pd.read_csv(history_path) if history_path.exists() else pd.DataFrame({"epoch": []})
+    # shuffle=False: a PyDataset orders its own batches by (seed, epoch); Keras' shuffle uses the global `random`.
+    shuffle = not isinstance(train_data, keras.utils.PyDataset)
+    model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose,
+              shuffle=shuffle)
+    final = _read_history(history_path)
     return final, max(0, len(final) - len(history))
 
 
@@ -508,7 +547,9 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
     (:func:`build_model`); compile it (:func:`compile_apnet` for APNet, cross-entropy for
     the baselines) with Adam(``learning_rate``); fit for ``epochs`` with
     :func:`fit_resumable`, stopping early if ``early_stopping`` says so; reload the best
-    ``model.keras`` and compute the test accuracy.
+    ``model.keras`` and compute the test accuracy. An interrupted run resumes where it
+    stopped and ends with the same weights as an uninterrupted one; a NaN/Inf loss raises
+    :class:`audiodata.errors.TrainingDivergedError` (nothing of that epoch is saved).
 
     Parameters
     ----------
@@ -574,7 +615,7 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
                                         int(config["epochs"]), monitor, verbose=verbose,
                                         early_stopping=settings["early_stopping"])
 
-    best = keras.models.load_model(run_dir / "model.keras")
+    best = load_model_file(run_dir / "model.keras")
     probabilities = predict_classes(best, batches("test"))
     labels = data.targets["test"].argmax(axis=1)
     test_accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))

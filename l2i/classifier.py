@@ -252,7 +252,9 @@ def load_pretrained_weights(model, path, skip_mismatch=()):
     if name.endswith(".npz"):
         stored = _npz_weights(path)
     elif name.endswith(".keras"):
-        stored = _model_weights(keras.models.load_model(path, compile=False))
+        from audiodata.checkpoints import load_model_file
+
+        stored = _model_weights(load_model_file(path, compile=False))
     elif name.endswith(".h5"):
         stored = _h5_weights(path, model)
     else:

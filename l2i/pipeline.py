@@ -239,6 +239,7 @@ def load_run(model_dir, dataset=None):
     import keras
 
     import l2i  # noqa: F401  (registers the serialisable classes)
+    from audiodata.checkpoints import load_model_file
     from audiodata.features import load_feature_params
 
     path = _find_interpreter(model_dir)
@@ -251,7 +252,7 @@ def load_run(model_dir, dataset=None):
             raise ParameterError(f"{path}: cannot tell the dataset (no results.json, not under l2i/<dataset>/); "
                                  "pass it explicitly")
         dataset = match["dataset"]
-    interpreter = keras.models.load_model(path / "interpreter.keras", compile=False)
+    interpreter = load_model_file(path / "interpreter.keras", compile=False)
     classes = dataset_classes(dataset)
     if len(classes) != interpreter.n_classes:
         raise ParameterError(f"{path}: the interpreter has {interpreter.n_classes} classes, {dataset} has "

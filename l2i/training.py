@@ -21,7 +21,6 @@ sum of Eq. 3 is ``reduction="sum"``, ``F * T`` times our term).
 """
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from audiodata.checkpoints import (AtomicBackupAndRestore, DivergenceGuard, EpochOrder, completed_epochs,
+                                   load_model_file, load_weights_file, save_model_atomic, write_text_atomic)
+from audiodata.cli import positive_int, require
 from l2i.classifier import KumarCNN
 from l2i.interpreter import L2IInterpreter
 from l2i.losses import crossentropy, masked_binary_crossentropy, nmf_reconstruction_loss
@@ -271,8 +273,14 @@ class EpochOrderedBatches(keras.utils.PyDataset):
     Batch ``i`` holds positions ``order[i * batch_size:(i + 1) * batch_size]`` of ``rows``,
     sorted by row number within the batch (sequential reads of a memory map). With
     ``shuffle`` the order of epoch ``e`` is the permutation drawn from ``(seed, e)``, so a
-    resumed run (``set_epoch``) sees the batches of an uninterrupted one. Subclasses read
-    the batch in :meth:`_batch`, given the positions and their row numbers.
+    resumed run sees the batches of an uninterrupted one when the epoch is set explicitly
+    and ``fit`` does not reorder the batches: :func:`fit_resumable` passes ``shuffle=False``
+    (Keras' shuffling of a PyDataset uses Python's global ``random``, which a resume does not
+    restore) and calls :meth:`set_epoch` at the start of each epoch
+    (:class:`audiodata.checkpoints.EpochOrder`). Under a plain ``fit``, :meth:`on_epoch_end`
+    advances the epoch (Keras calls it once before the first epoch too, so epoch ``e`` then
+    uses the order of ``e + 1``). Subclasses read the batch in :meth:`_batch`, given the
+    positions and their row numbers.
     """
 
     def __init__(self, rows, batch_size, shuffle=False, seed=0, **kwargs):
@@ -311,7 +319,7 @@ class L2IBatches(EpochOrderedBatches):
     with the log-magnitude transposed to frequency-first as ``W H`` is. With
     ``inputs_only=True`` only ``x`` is returned (prediction). With ``shuffle`` the
     order is a permutation drawn from ``(seed, epoch)`` so that a resumed run sees
-    the same batches as an uninterrupted one.
+    the same batches as an uninterrupted one (see :class:`EpochOrderedBatches`).
 
     Args:
         mel, logmag: feature arrays ``(n, T, n_mels)`` and ``(n, T, F)`` (or None with
@@ -371,8 +379,7 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 def _completed_epochs(backup_dir):
-    path = Path(backup_dir) / "training_metadata.json"
-    return int(json.loads(path.read_text())["epoch"]) if path.is_file() else 0
+    return completed_epochs(backup_dir)
 
 
 #: Files of the best validation checkpoint in a run folder: the weights and ``{"epoch", "value", "monitor"}``.
@@ -403,10 +410,12 @@ def _history_best(rows, monitor):
 class _BestWeights(keras.callbacks.Callback):
     """Saves the weights of the epoch with the highest ``monitor`` (strictly above the best so far).
 
-    Runs after ``BackupAndRestore``: an interruption between the backup of epoch ``e`` and
-    the save of its best weights leaves ``history.csv`` naming ``e`` as best while
-    ``best.json`` names an earlier epoch; the backup then holds exactly ``e``'s weights,
-    which :meth:`on_train_begin` (after the restore) saves.
+    ``best.weights.h5`` then ``best.json`` are each replaced atomically
+    (:func:`audiodata.checkpoints.save_model_atomic`, :func:`~audiodata.checkpoints.write_text_atomic`).
+    Runs after the backup: an interruption between the backup of epoch ``e`` and the save of
+    its best weights (or between the two files) leaves ``history.csv`` naming ``e`` as best
+    while ``best.json`` names an earlier epoch; the backup then holds exactly ``e``'s
+    weights, which :meth:`on_train_begin` (after the restore) saves.
     """
 
     def __init__(self, run_dir, monitor, best, best_epoch, completed):
@@ -418,9 +427,7 @@ class _BestWeights(keras.callbacks.Callback):
         self.completed = int(completed)
 
     def _save(self, epoch, value):
-        tmp = self.run_dir / f".tmp.{BEST_WEIGHTS}"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.run_dir / BEST_WEIGHTS)
+        save_model_atomic(self.model, self.run_dir / BEST_WEIGHTS)
         write_results(self.run_dir / BEST_JSON, {"epoch": int(epoch), "value": float(value), "monitor": self.monitor})
         self.best, self.best_epoch = float(value), int(epoch)
 
@@ -447,10 +454,20 @@ class _BestWeights(keras.callbacks.Callback):
 def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None):
     """``model.fit`` for ``epochs`` epochs that resumes from the last completed epoch.
 
-    Keeps ``run_dir/backup`` (weights, optimizer state, epoch; Keras
-    ``BackupAndRestore``) and appends one row per epoch to ``run_dir/history.csv``
-    (losses and ``seconds``). A second call on the same folder continues where the
-    first stopped; with all epochs done it only restores the weights.
+    Keeps ``run_dir/backup`` (weights, optimizer state, seed-generator states of the
+    dropout / sampling layers, epoch; committed atomically at the end of each epoch by
+    :class:`audiodata.checkpoints.AtomicBackupAndRestore`) and appends one row per epoch to
+    ``run_dir/history.csv`` (losses and ``seconds``). A second call on the same folder
+    continues where the first stopped; with all epochs done it only restores the weights.
+    The resumed run ends with the weights and losses of an uninterrupted one, bit for bit,
+    when ``train_data`` is a :class:`keras.utils.PyDataset` ordered by ``(seed, epoch)``
+    (``set_epoch``, as :class:`L2IBatches`): ``fit`` gets ``shuffle=False`` and
+    :class:`audiodata.checkpoints.EpochOrder` sets the epoch.
+
+    A NaN or infinite loss (every ``*loss`` entry of the logs) or weight stops training
+    with :class:`audiodata.errors.TrainingDivergedError` naming ``run_dir``, the epoch, the
+    batch and the loss (:class:`audiodata.checkpoints.DivergenceGuard`, the first
+    callback): nothing of that epoch is saved, the backup keeps the last finite epoch.
 
     With ``validation``, a callback that adds ``validation.monitor`` to each epoch's logs
     (:class:`ValidationFidelity`), the weights of the epoch with the highest value (the
@@ -467,6 +484,7 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None
     epochs_run : int
         Epochs run by this call.
     """
+    epochs = require(positive_int, epochs, "epochs")
     import csv
 
     run_dir = Path(run_dir)
@@ -484,11 +502,13 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None
                 writer.writerows(kept)
         else:
             history_path.unlink()
+    callbacks = [DivergenceGuard(run_dir)]  # first: raises before anything saves a diverged epoch
     if hasattr(train_data, "set_epoch"):
         train_data.set_epoch(initial_epoch)
-    callbacks = [_EpochTimer()] + ([validation] if validation is not None else []) + [
+        callbacks.append(EpochOrder(train_data))
+    callbacks += [_EpochTimer()] + ([validation] if validation is not None else []) + [
         keras.callbacks.CSVLogger(str(history_path), append=True),
-        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
+        AtomicBackupAndRestore(backup_dir, delete_checkpoint=False),
     ]
     if validation is not None:
         kept = []
@@ -497,9 +517,11 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None
                 kept = list(csv.DictReader(handle))
         best, best_epoch = _history_best(kept, validation.monitor)
         callbacks.append(_BestWeights(run_dir, validation.monitor, best, best_epoch, initial_epoch))
-    model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    # shuffle=False: a PyDataset orders its own batches by (seed, epoch); Keras' shuffle uses the global `random`.
+    shuffle = not isinstance(train_data, keras.utils.PyDataset)
+    model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=shuffle)
     if validation is not None and best_checkpoint(run_dir) is not None:
-        model.load_weights(run_dir / BEST_WEIGHTS)
+        load_weights_file(model, run_dir / BEST_WEIGHTS, kind="best checkpoint")
     history = []
     if history_path.exists():
         with open(history_path, newline="") as handle:
@@ -686,6 +708,11 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
     -------
     results : dict
         Test accuracy (or AUPRC), ``n_params``, ``epochs``, ``seconds``, split sizes.
+
+    Raises
+    ------
+    audiodata.errors.TrainingDivergedError
+        A loss or weight became NaN/Inf (:func:`fit_resumable`); no ``classifier.keras`` is written.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -700,7 +727,7 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
     train = L2IBatches(data.mel, None, data.rows["train"], data.targets["train"], batch_size,
                        targets="classifier", shuffle=True, seed=seed)
     history, epochs_run = fit_resumable(model, train, run_dir, int(config["epochs"]), verbose=verbose)
-    model.save(run_dir / "classifier.keras")
+    save_model_atomic(model, run_dir / "classifier.keras")
     test = L2IBatches(data.mel, None, data.rows["test"], None, batch_size, targets="none")
     probabilities = model.predict(test, verbose=0)
     results = classifier_scores(data.targets["test"], probabilities, data.multilabel, prefix="test_",
@@ -763,6 +790,13 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
         ``validation_fraction``, ``n_validation``, ``validation_clips`` (clip ids),
         ``selection_metric`` (``val_<metric>``), ``selected_epoch`` (0-based, as in ``history.csv``;
         None when no epoch had a defined value: the last epoch is kept) and ``best_validation_fidelity``.
+
+    Raises
+    ------
+    audiodata.errors.TrainingDivergedError
+        A loss or weight became NaN/Inf (:func:`fit_resumable`); no ``interpreter.keras`` is written.
+    audiodata.errors.ModelFileError
+        ``classifier_path`` (or the run's backup) is missing, truncated or corrupt.
     """
     from l2i.nmf import load_dictionary
 
@@ -793,7 +827,7 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     if mode == "posthoc":
         if classifier_path is None:
             raise ValueError("post-hoc training needs `classifier_path` (train it with train_classifier.py)")
-        classifier = keras.models.load_model(classifier_path, compile=False)
+        classifier = load_model_file(classifier_path, compile=False)
         plain = L2IBatches(data.mel, None, data.rows["train"], None, batch_size, targets="none")
         teacher = classifier.predict(plain, verbose=0)
     else:
@@ -813,9 +847,9 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
                                         validation=validation)
 
     interpreter = trainer.interpreter
-    interpreter.save(run_dir / "interpreter.keras")
+    save_model_atomic(interpreter, run_dir / "interpreter.keras")
     if mode != "posthoc":
-        classifier.save(run_dir / "classifier.keras")
+        save_model_atomic(classifier, run_dir / "classifier.keras")
     results = evaluate_interpreter(interpreter, classifier, data, "test", batch_size)
     shared = {id(w) for w in classifier.weights}
     results.update({
@@ -879,7 +913,7 @@ def _fresh_classifier(config, data, classifier_path=None):
     from audiodata.features import StandardScaler
 
     if classifier_path is not None:
-        reference = keras.models.load_model(classifier_path, compile=False)
+        reference = load_model_file(classifier_path, compile=False)
         mean, std = reference.input_mean, reference.input_std
     else:
         scaler = StandardScaler().fit(data.mel, rows=data.rows["train"])
@@ -917,10 +951,5 @@ def load_config(dataset, path=None):
 
 
 def write_results(path, results):
-    """Write ``results`` as indented JSON, atomically (temporary file, then rename)."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True, default=float))
-    os.replace(tmp, path)
+    """Write ``results`` as indented JSON, atomically (temporary file, fsync, then rename)."""
+    write_text_atomic(path, json.dumps(results, indent=2, sort_keys=True, default=float))

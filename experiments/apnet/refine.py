@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from audiodata import cli as argtypes
+from audiodata.checkpoints import load_model_file, write_text_atomic
+
 METHODS = ("prototypes", "channels")
 RULES = ("authors", "paper")  # apnet.refinement.RULES, without importing Keras for --help
 
@@ -48,17 +51,19 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     parser.add_argument("--output", default=None, help="output folder (default: next to the model, refine_<method>)")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs of retraining (20 in Section 5.2)")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=20,
+                        help="epochs of retraining (20 in Section 5.2)")
     parser.add_argument("--rules", default="authors", choices=RULES,
                         help="authors: the authors' code, which produced Table 4 (default); paper: Section 5.2 "
                              "read literally")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=argtypes.non_negative_float, default=None,
                         help="prototypes: distance threshold in units of Eq. 11 (default Eq. 12: min + mean / 2, "
                              "the mean as --rules says)")
     parser.add_argument("--same-class", action="store_true",
                         help="prototypes, --rules paper: only pairs of prototypes of one class (the model's "
                              "prediction on the prototype); always on with --rules authors")
-    parser.add_argument("--n-channels", type=int, default=8, help="channels: how many to remove (8 in the paper)")
+    parser.add_argument("--n-channels", type=argtypes.positive_int, default=8,
+                        help="channels: how many to remove (8 in the paper)")
     parser.add_argument("--channel-source", default="prototypes", choices=("prototypes", "train"),
                         help="channels: Eq. 13 over the prototypes (paper and authors) or the encoded training split")
     parser.add_argument("--pairing", default=None, choices=("all", "same"),
@@ -67,8 +72,10 @@ def parse_args(argv=None):
     parser.add_argument("--decoder", default=None, choices=("keep", "reinitialize"),
                         help="channels: keep the decoder's weights (default of --rules paper) or re-create the "
                              "decoder with new weights as the authors' code (default of --rules authors)")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the run's batch size B")
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=None,
+                        help="override the run's batch size B")
+    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
+                        help="Keras fit verbosity")
     return parser.parse_args(argv)
 
 
@@ -119,19 +126,13 @@ def refine(args, run, data):
 def main(argv=None):
     args = parse_args(argv)
     command = shlex.join(["python", "experiments/apnet/refine.py"] + list(sys.argv[1:] if argv is None else argv))
-    from audiodata.errors import AudioDataError, ParameterError
-
-    import keras
+    from audiodata.errors import AudioDataError
 
     from apnet.inspection import load_run
     from apnet.refinement import retrain
     from apnet.training import load_fold
 
     try:
-        for name in ("epochs", "batch_size", "n_channels"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise ParameterError(f"--{name.replace('_', '-')} must be positive, got {value}")
         run = load_run(args.model)
         config = dict(run["config"])
         if args.batch_size is not None:
@@ -159,7 +160,7 @@ def main(argv=None):
 
     start = time.perf_counter()
     history, epochs_run = retrain(refined, config, data, scaler, output, args.epochs, verbose=args.verbose)
-    best = keras.models.load_model(output / "model.keras")
+    best = load_model_file(output / "model.keras")
     monitor = "val_probabilities_accuracy"
     best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None
     results = {
@@ -184,7 +185,7 @@ def main(argv=None):
         "source_model": str(args.model),
         "command": command,
     }
-    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(output / "results.json", json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))
     return 0
 

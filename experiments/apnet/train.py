@@ -19,6 +19,9 @@ from pathlib import Path
 
 import yaml
 
+from audiodata import cli as argtypes
+from audiodata.checkpoints import write_text_atomic
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10", "esc50")
 MODELS = ("apnet", "sb_cnn", "att_crnn", "openl3_mlp")
@@ -28,19 +31,21 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="urbansound8k", choices=DATASETS)
     parser.add_argument("--model", default="apnet", choices=MODELS)
-    parser.add_argument("--fold", type=int, required=True, help="test fold (1 for datasets with one partition)")
+    parser.add_argument("--fold", type=argtypes.positive_int, required=True,
+                        help="test fold (1 for datasets with one partition)")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     parser.add_argument("--config", default=None, help="config file (default configs/<dataset>.yaml)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="override the config's epochs")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=None,
                         help="override the batch size of the model trained (the config's batch_size for apnet, "
                              "baseline_batch_size[<model>] for a baseline)")
-    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    parser.add_argument("--n-prototypes", type=int, default=None,
+    parser.add_argument("--seed", type=argtypes.seed, default=None, help="override the config's seed")
+    parser.add_argument("--n-prototypes", type=argtypes.positive_int, default=None,
                         help="override the config's M (e.g. L2I's comparison: as many prototypes as NMF components)")
     parser.add_argument("--output", default="results", help="results root (default ./results)")
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
+                        help="Keras fit verbosity")
     return parser.parse_args(argv)
 
 
@@ -59,9 +64,7 @@ def load_config(args):
     overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
                  ("n_prototypes", args.n_prototypes))
     for key, value in overrides:
-        if value is not None:
-            if value < (0 if key == "seed" else 1):
-                raise ParameterError(f"--{key.replace('_', '-')} must be positive, got {value}")
+        if value is not None:  # ranges checked by parse_args' types (audiodata.cli)
             if key == "batch_size" and args.model != "apnet":
                 config["baseline_batch_size"] = {**(config.get("baseline_batch_size") or {}), args.model: value}
             else:
@@ -116,7 +119,7 @@ def main(argv=None):
         return 2
     results = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "seed": config["seed"],
                **results, "command": command}
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))
     return 0
 

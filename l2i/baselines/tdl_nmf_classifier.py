@@ -127,7 +127,13 @@ class TDLNMFClassifier:
             Resumable training: ``W_0``, the standardisation and the initial read-out go to
             ``run_dir/tdl_nmf_init.npz`` (reused on a re-run), the Keras training keeps
             ``run_dir/backup`` and ``run_dir/history.csv`` (:func:`l2i.training.fit_resumable`),
-            so calling ``fit`` again on the same folder continues from the last completed epoch.
+            so calling ``fit`` again on the same folder continues from the last completed epoch
+            (and ends with the weights of an uninterrupted fit).
+
+        Raises
+        ------
+        audiodata.errors.TrainingDivergedError
+            The training loss became NaN or infinite.
         """
         X, rows = _source(X, rows)
         Y = as_targets(y, len(rows), n_classes, self.multilabel)
@@ -170,7 +176,11 @@ class TDLNMFClassifier:
                             loss=masked_binary_crossentropy if self.multilabel else "categorical_crossentropy")
         train = _ClipBatches(X, rows, Y, self.batch_size, transform, shuffle=True, seed=self.seed)
         if run_dir is None:
-            self.history_ = self.model_.fit(train, epochs=self.epochs, verbose=self.verbose).history
+            from audiodata.checkpoints import DivergenceGuard, EpochOrder
+
+            # shuffle=False: the batches are ordered by (seed, epoch) (Keras' shuffle uses the global `random`).
+            self.history_ = self.model_.fit(train, epochs=self.epochs, verbose=self.verbose, shuffle=False,
+                                            callbacks=[DivergenceGuard(), EpochOrder(train)]).history
             self.epochs_this_run_ = self.epochs
         else:
             from l2i.training import fit_resumable

@@ -22,8 +22,11 @@ computed the same way for every system:
 
 Resuming. The Keras baselines (``flint``, ``vibi``, ``flint_bydesign``) and ``tdl_nmf``'s
 joint training are fitted by :func:`l2i.training.fit_resumable` (``backup/``, ``history.csv``):
-a re-run continues from the last completed epoch (``tdl_nmf`` also keeps its ``W_0``,
-standardisation and initial read-out in ``tdl_nmf_init.npz``). ``nmf``'s dictionary NMF
+a re-run continues from the last completed epoch and ends with the weights of an
+uninterrupted run (``tdl_nmf`` also keeps its ``W_0``, standardisation and initial read-out
+in ``tdl_nmf_init.npz``); a NaN/Inf loss stops them with
+:class:`audiodata.errors.TrainingDivergedError`. Model files are written atomically
+(:func:`audiodata.checkpoints.save_model_atomic`). ``nmf``'s dictionary NMF
 saves ``W``, ``H`` and its iteration to ``nmf_dictionary_checkpoint.npz`` every
 ``checkpoint_every`` iterations (default 10) and a re-run continues from there; the
 encoding and the logistic regression (minutes) are redone.
@@ -43,6 +46,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from audiodata.checkpoints import load_model_file, save_model_atomic
 from audiodata.errors import ParameterError
 from l2i.training import L2IBatches, _fresh_classifier, _seconds, fit_resumable, load_fold
 
@@ -144,7 +148,7 @@ def _train_flint(section, mode, data, run_dir, classifier, batch_size, seed, ver
     else:  # f frozen: fit(x) without targets
         train = L2IBatches(data.mel, None, rows, None, batch_size, targets="none", shuffle=True, seed=seed)
     history, epochs_run = fit_resumable(model, train, run_dir, int(section["epochs"]), verbose=verbose)
-    model.save(run_dir / MODEL_FILES["flint"])
+    save_model_atomic(model, run_dir / MODEL_FILES["flint"])
     out = model.predict(_inputs(data, _split(data, "test")[0], batch_size), verbose=0)
     shared = {id(w) for w in classifier.weights}
     sizes = {"n_params": int(model.count_params()),
@@ -163,7 +167,7 @@ def _train_vibi(section, data, run_dir, classifier, batch_size, seed, verbose):
     model.compile(optimizer=keras.optimizers.Adam(float(section["learning_rate"])))
     train = L2IBatches(data.mel, None, rows, teacher, batch_size, targets="classifier", shuffle=True, seed=seed)
     history, epochs_run = fit_resumable(model, train, run_dir, int(section["epochs"]), verbose=verbose)
-    model.save(run_dir / MODEL_FILES["vibi"])
+    save_model_atomic(model, run_dir / MODEL_FILES["vibi"])
     test = _inputs(data, _split(data, "test")[0], batch_size)
     g = model.predict(test, verbose=0)["approximation"]
     f = classifier.predict(test, verbose=0)
@@ -245,7 +249,7 @@ def _train_nmf(name, section, data, run_dir, batch_size, seed, verbose):
         model.fit(array, labels, n_classes=len(data.classes), rows=rows, transform=transform, run_dir=run_dir)
         seconds = time.perf_counter() - start
         g = model.predict_proba(array, rows=test_rows, transform=transform)
-        model.model_.save(run_dir / MODEL_FILES["tdl_nmf"])
+        save_model_atomic(model.model_, run_dir / MODEL_FILES["tdl_nmf"])
         n_params = int(model.model_.count_params())
         epochs, epochs_run = len(model.history_.get("loss", [])), int(model.epochs_this_run_)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -370,11 +374,11 @@ def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, d
             f, g, history, epochs_run, sizes = _train_flint(section, "bydesign", data, run_dir, classifier,
                                                             batch_size, seed, verbose)
         elif name == "flint":
-            classifier = keras.models.load_model(classifier_path, compile=False)
+            classifier = load_model_file(classifier_path, compile=False)
             f, g, history, epochs_run, sizes = _train_flint(section, "posthoc", data, run_dir, classifier,
                                                             batch_size, seed, verbose)
         else:
-            classifier = keras.models.load_model(classifier_path, compile=False)
+            classifier = load_model_file(classifier_path, compile=False)
             f, g, history, epochs_run, sizes = _train_vibi(section, data, run_dir, classifier, batch_size, seed,
                                                            verbose)
         results = dict(sizes, epochs=len(history), epochs_this_run=int(epochs_run), seconds=_seconds(history),
