@@ -15,8 +15,8 @@ from apnet.app.errors import NotFound
 def inside(root, path):
     """True when ``path`` (absolute, or relative to ``root``) lies in ``root`` once ``..`` are resolved.
 
-    Symbolic links inside ``root`` are not followed (dataset folders may link their files),
-    but ``..`` components and absolute paths elsewhere are rejected.
+    A lexical check (symbolic links are not resolved here); :func:`audio_file` also checks
+    the real path.
     """
     root = os.path.abspath(os.fspath(root))
     target = os.path.abspath(os.path.join(root, os.fspath(path)))
@@ -24,13 +24,20 @@ def inside(root, path):
 
 
 def audio_file(path, roots):
-    """``path`` as a :class:`~pathlib.Path` when it is an existing audio file inside one of ``roots``.
+    """The real file of ``path`` when it is an existing audio file inside one of ``roots``.
+
+    Two checks, both at every call (so a link re-pointed after start-up is caught): the path
+    as written must lie in a root (no ``..`` or absolute path elsewhere), and its real path,
+    symbolic links resolved now (``os.path.realpath``), must lie under the real path of a
+    root and be an audio file. Links inside a root to files inside a root (or a linked
+    dataset folder) are fine; a link to anything outside is refused. The resolved path is
+    returned, so the file opened is the one checked.
 
     Raises
     ------
     NotFound
-        Outside every root, not an audio extension, or missing (the message does not echo
-        the full path of a refused file).
+        Outside every root (as written or once resolved), not an audio extension, or
+        missing (the message does not echo the full path of a refused file).
     """
     path = Path(os.path.abspath(os.fspath(path)))
     if path.suffix.lower() not in AUDIO_EXTENSIONS:
@@ -39,4 +46,9 @@ def audio_file(path, roots):
         raise NotFound(f"{path.name}: outside the dataset and cache folders; refused")
     if not path.is_file():
         raise NotFound(f"{path.name}: no such audio file")
-    return path
+    real = Path(os.path.realpath(path))
+    if not any(inside(os.path.realpath(os.fspath(root)), real) for root in roots):
+        raise NotFound(f"{path.name}: a link to a file outside the dataset and cache folders; refused")
+    if real.suffix.lower() not in AUDIO_EXTENSIONS or not real.is_file():
+        raise NotFound(f"{path.name}: a link to something that is not an audio file; refused")
+    return real

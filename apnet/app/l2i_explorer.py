@@ -6,6 +6,12 @@ This is the one place where the APNet package reaches into :mod:`l2i` (imported 
 :func:`~l2i.pipeline.explain_signal` and :func:`~l2i.pipeline.test_split`, and
 :mod:`l2i.interpretation` for the audio of Algorithm 1.
 
+Every file is decoded by :meth:`L2IExplorer.decode`: its header is read first and a file
+longer than :data:`MAX_DURATION_FACTOR` times the run's clip length is refused before a
+sample is decoded (HTTP 413; a compressed file of silence can decode to hours of audio); then
+only the analysed window is decoded. Dataset clips are served only when their real path
+(symbolic links resolved, at request time) lies in the dataset folder.
+
 A clip is named by a *source*: ``"clip:<clip_id>"`` for a test clip of the run's fold, or
 ``"upload:<token>"`` for an uploaded file (stored in the app's cache folder under a random
 token; the client's file name is only displayed). The relevances do not depend on ``tau``,
@@ -21,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from audiodata.errors import AudioFileError, ParameterError
+from audiodata.io import AudioTooLongError
 
-from apnet.app.errors import NotFound
+from apnet.app.errors import NotFound, PayloadTooLarge
 from apnet.app.rendering import LRUCache
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -30,6 +37,10 @@ _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 UPLOAD_EXTENSIONS = (".wav", ".flac", ".ogg")
 #: Uploads kept at once; the oldest file is deleted beyond that, so the cache folder stays bounded.
 MAX_UPLOADS = 32
+#: Longest file decoded, as a multiple of the run's clip length (ESC-10: 4 x 5 s = 20 s). Longer files
+#: are refused from their header, before decoding (HTTP 413): the analysed window is the first
+#: clip length of the file anyway, and the cap bounds the memory and time a request can take.
+MAX_DURATION_FACTOR = 4
 
 
 class L2IExplorer:
@@ -42,9 +53,11 @@ class L2IExplorer:
         fold: test fold whose clips are listed (default: the run's, else 1).
         data_dir: dataset folder (default ``$AUDIO_DATA_DIR``).
         dataset: optional, when the run folder does not name it.
+        max_duration: longest file decoded, in seconds (default :data:`MAX_DURATION_FACTOR`
+            times the run's clip length).
     """
 
-    def __init__(self, model_dir, cache_dir, fold=None, data_dir=None, dataset=None):
+    def __init__(self, model_dir, cache_dir, fold=None, data_dir=None, dataset=None, max_duration=None):
         from audiodata.datasets import get_dataset
         from l2i.pipeline import load_run, test_split
 
@@ -63,13 +76,21 @@ class L2IExplorer:
         self._uploads = {}
         self._explanations = LRUCache(16)
         self._lock = threading.Lock()
+        if max_duration is None:
+            max_duration = MAX_DURATION_FACTOR * float(self.run.duration)
+        if isinstance(max_duration, bool) or not isinstance(max_duration, (int, float)) or not (
+                float(self.run.duration) <= max_duration < float("inf")):
+            raise ParameterError(f"max_duration must be a number of seconds >= the clip length "
+                                 f"{self.run.duration:g}; received {max_duration!r}")
+        self.max_duration = float(max_duration)
 
     # ------------------------------------------------------------------ sources
     def info(self):
         run = self.run
         return {"model": str(run.path), "dataset": run.dataset, "fold": self.fold, "classes": list(run.classes),
                 "n_components": run.n_components, "sr": run.sr, "duration": run.duration,
-                "multilabel": run.multilabel, "mode": run.info.get("mode"), "theta": run.info.get("theta")}
+                "multilabel": run.multilabel, "mode": run.info.get("mode"), "theta": run.info.get("theta"),
+                "max_duration": self.max_duration}
 
     def clips(self):
         """The test clips: ``[{"clip_id", "class_name"}]`` (class names joined for multi-label data)."""
@@ -79,16 +100,65 @@ class L2IExplorer:
         """Folders audio may be read from: the dataset's test clips and the upload folder."""
         return [r for r in (self._data_root, str(self.cache_dir)) if r]
 
+    def decode(self, path, name=None):
+        """The analysed clip of an audio file, as :func:`l2i.pipeline.load_clip` makes it, decoding no more than needed.
+
+        The header is read first: a file longer than :attr:`max_duration` is refused before a
+        sample is decoded (a header that does not give the length is counted while decoding and
+        stopped at the limit). Then only the first ``run.duration`` seconds are decoded (plus
+        1 s for the resampler), mixed to mono, resampled to ``run.sr``, padded or cut and peak
+        normalised like the run's training clips; the result equals ``load_clip``'s.
+
+        Returns
+        -------
+        y : np.ndarray [shape=(round(sr * duration),)], float32
+        info : dict
+            ``original_sr``, ``channels``, ``seconds`` (None when the header does not give
+            it), ``warnings`` (e.g. a truncated WAV: the header's and the file's lengths).
+
+        Raises
+        ------
+        apnet.app.errors.PayloadTooLarge
+            Longer than :attr:`max_duration` (HTTP 413).
+        audiodata.errors.AudioFileError
+            Not audio, no samples, NaN/Inf.
+        """
+        from audiodata.features.extract import peak_normalize
+        from audiodata.io import audio_info, load_audio
+
+        name = name or Path(path).name
+        run = self.run
+        try:
+            header = audio_info(path)
+            # A truncated WAV also warns (AudioFileWarning, to the server log); the page gets info["warnings"].
+            y, _ = load_audio(path, sr=run.sr, mono=True, duration=run.duration, max_duration=self.max_duration)
+        except AudioTooLongError:
+            seconds = header.seconds
+            how = (f"lasts {seconds:.1f} s (according to its header)" if seconds is not None
+                   else f"lasts more than {self.max_duration:g} s")
+            raise PayloadTooLarge(f"{name} {how}: the L2I page explains {run.duration:g}-second clips and decodes "
+                                  f"files of at most {self.max_duration:g} s ({self.max_duration / run.duration:g} x "
+                                  "the clip length); cut the file to the part to explain") from None
+        notes = []
+        if header.truncated:
+            claimed = header.header_frames / header.samplerate
+            notes.append(f"{name} is truncated: its header announces {claimed:.3f} s ({header.header_frames} frames) "
+                         f"but it holds {header.seconds:.3f} s ({header.frames} frames); only that part is analysed")
+        y = peak_normalize(y, run.logmag_params.get("peak_normalize"))
+        info = {"original_sr": header.samplerate, "channels": header.channels, "seconds": header.seconds,
+                "warnings": notes}
+        return y, info
+
     def add_upload(self, filename, data):
-        """Store uploaded bytes, decode them as one clip (:func:`l2i.pipeline.load_clip`) and return a source.
+        """Store uploaded bytes, decode them as one clip (:meth:`decode`) and return a source.
 
         Raises
         ------
         audiodata.errors.AudioFileError
             Not audio (the message names the client's file name and says what is accepted).
+        apnet.app.errors.PayloadTooLarge
+            Longer than :attr:`max_duration` (the file is not kept).
         """
-        from l2i.pipeline import load_clip
-
         name = Path(str(filename or "upload")).name[:120] or "upload"
         suffix = Path(name).suffix.lower()
         if suffix not in UPLOAD_EXTENSIONS:
@@ -97,23 +167,25 @@ class L2IExplorer:
         path = self.upload_dir / f"{token}{suffix}"
         path.write_bytes(data)
         try:
-            y, info = load_clip(path, self.run.sr, self.run.duration,
-                                peak_normalize=self.run.logmag_params.get("peak_normalize"))
+            y, info = self.decode(path, name)
         except AudioFileError as err:
             path.unlink(missing_ok=True)
             raise AudioFileError(name, f"is not an audio file this app can read ({err.reason.split(' (')[0]}); "
                                        f"upload a WAV, FLAC or OGG file") from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         with self._lock:
             self._uploads[token] = {"name": name, "path": path, "y": y, "info": info}
             while len(self._uploads) > MAX_UPLOADS:
                 oldest = next(iter(self._uploads))
                 self._uploads.pop(oldest)["path"].unlink(missing_ok=True)
-        return {"source": f"upload:{token}", "name": name, "seconds": round(float(info["seconds"]), 3),
-                "original_sr": info["original_sr"], "channels": info["channels"]}
+        seconds = None if info["seconds"] is None else round(float(info["seconds"]), 3)
+        return {"source": f"upload:{token}", "name": name, "seconds": seconds,
+                "original_sr": info["original_sr"], "channels": info["channels"], "warnings": info["warnings"]}
 
     def _signal(self, source):
         from apnet.app.files import audio_file
-        from l2i.pipeline import load_clip
 
         kind, _, key = str(source).partition(":")
         if kind == "clip":
@@ -121,8 +193,7 @@ class L2IExplorer:
             if clip is None:
                 raise NotFound(f"clip {key[:80]!r} is not a test clip of {self.run.dataset} fold {self.fold}")
             path = audio_file(clip["path"], self.roots())
-            y, _ = load_clip(path, self.run.sr, self.run.duration,
-                             peak_normalize=self.run.logmag_params.get("peak_normalize"))
+            y, _ = self.decode(path, key)
             return y, key, ", ".join(clip["labels"])
         if kind == "upload":
             upload = self._uploads.get(key) if _TOKEN.match(key) else None

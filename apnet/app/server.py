@@ -7,9 +7,10 @@ Routes (all ``GET`` unless said):
   ``/static/...`` their JS/CSS (from the package, nothing from a CDN);
 * APNet: ``/api/status``, ``/api/map?method=pca|tsne``, ``/api/instance/<clip_id>``,
   ``/api/prototype/<index>``, ``POST /api/delete`` ``{"indices": [...]}``, ``POST /api/convert``
-  ``{"clip_id": ...}``, ``POST /api/undo``, ``POST /api/evaluate``, ``POST /api/retrain``
-  ``{"epochs": N}`` (202; 409 while one runs), ``/api/retrain`` (progress),
-  ``POST /api/retrain/cancel``, ``POST /api/save``;
+  ``{"clip_id": ...}``, ``POST /api/undo``, ``POST /api/evaluate`` ``{"version": N}``,
+  ``POST /api/retrain`` ``{"epochs": N}`` (202; 409 while one runs), ``/api/retrain`` (progress),
+  ``POST /api/retrain/cancel``, ``POST /api/save`` (507 past the session's save cap or when the
+  disk is nearly full);
 * APNet media: ``/audio/clip/<clip_id>`` (the dataset file), ``/audio/reconstruction/<clip_id>``,
   ``/audio/prototype/<index>`` (Griffin-Lim), ``/image/clip/<clip_id>``,
   ``/image/reconstruction/<clip_id>``, ``/image/prototype/<index>``; model-dependent ones take
@@ -20,11 +21,19 @@ Routes (all ``GET`` unless said):
 
 Errors are JSON ``{"error": message}`` with 400 (bad value), 404 (unknown clip, prototype,
 version, upload; refused path), 409 (a retrain is running, nothing to undo), 413 (upload too
-large). Safety: the CLI binds 127.0.0.1; requests with another ``Host`` are refused (DNS
+large, or an audio file longer than the L2I page decodes), 507 (save refused: cap or disk).
+
+JSON bodies (:func:`_json_body`, :data:`JSON_FIELDS`) are objects with only the fields their
+endpoint reads; numbers must be JSON integers (``2``, not ``2.0``, ``"2"`` or ``true``);
+non-finite numbers (``1e400``, ``NaN``), duplicate keys and bodies nested too deeply are refused
+with 400. Safety: the CLI binds 127.0.0.1; requests with another ``Host`` are refused (DNS
 rebinding), state-changing requests from another origin are refused, JSON endpoints require
 ``Content-Type: application/json`` (so a foreign page cannot post without a CORS preflight,
 which is never granted), and every response carries a Content-Security-Policy allowing only
-this server's own scripts, styles, images and audio.
+this server's own scripts, styles, images and audio. Audio files are served only when their
+real path (symbolic links resolved again at every request) lies under the real path of the
+dataset folder or the app's cache folder; uploads are refused (413) when their header says they
+last longer than the L2I page decodes (:data:`apnet.app.l2i_explorer.MAX_DURATION_FACTOR`).
 """
 import json
 import traceback
@@ -36,6 +45,7 @@ from audiodata.errors import AudioDataError, ParameterError
 from apnet.app.background_job import BackgroundJob
 from apnet.app.errors import Conflict, NotFound, PayloadTooLarge
 from apnet.app.rendering import LRUCache, spectrogram_png, wav_bytes
+from apnet.app.workspace import StorageLimit
 
 #: The pages' HTML, JS and CSS.
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -43,6 +53,18 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD = 20 * 2**20
 #: Cap of a JSON request body (bytes).
 MAX_JSON = 64 * 2**10
+#: Deepest nesting of arrays and objects accepted in a JSON body (the API needs 2: ``{"indices": [...]}``).
+MAX_JSON_DEPTH = 8
+#: The fields each JSON endpoint reads; any other field is refused (a misspelt one would be ignored).
+JSON_FIELDS = {
+    "/api/delete": ("indices",),
+    "/api/convert": ("clip_id",),
+    "/api/undo": (),
+    "/api/evaluate": ("version",),
+    "/api/retrain": ("epochs",),
+    "/api/retrain/cancel": (),
+    "/api/save": (),
+}
 #: Hosts accepted in the ``Host`` header when serving on the loopback interface.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
@@ -57,6 +79,8 @@ def _status_of(err):
         return 409
     if isinstance(err, PayloadTooLarge):
         return 413
+    if isinstance(err, StorageLimit):
+        return 507
     if isinstance(err, (AudioDataError, ValueError, KeyError)):
         return 400
     return 500
@@ -135,7 +159,7 @@ def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed
         value = request.query_params.get("version")
         if value in (None, ""):
             return None
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
             raise ParameterError(f"version must be a non-negative integer; received {value[:20]!r}")
         return int(value)
 
@@ -165,15 +189,24 @@ def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed
 
     @endpoint()
     def delete(request, body):
+        indices = _required(body, "indices")
+        listed = indices if isinstance(indices, list) else [indices]
+        if not listed:
+            raise ParameterError("indices must be a non-empty list of prototype indices")
+        for index in listed:
+            _integer(index, "indices", 0)
         if job.running:
             raise Conflict("a retrain is running: edits are locked until it finishes (or is cancelled)")
-        return workspace.delete_prototypes(body.get("indices"))
+        return workspace.delete_prototypes(indices)
 
     @endpoint()
     def convert(request, body):
+        clip_id = _required(body, "clip_id")
+        if not isinstance(clip_id, str) or not clip_id:
+            raise ParameterError(f"clip_id must be a non-empty string; received {_shown(clip_id)}")
         if job.running:
             raise Conflict("a retrain is running: edits are locked until it finishes (or is cancelled)")
-        return workspace.convert_instance(_required(body, "clip_id"))
+        return workspace.convert_instance(clip_id)
 
     @endpoint()
     def undo(request, body):
@@ -183,16 +216,15 @@ def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed
 
     @endpoint()
     def evaluate(request, body):
-        return workspace.evaluate(body.get("version"))
+        version = body.get("version")
+        return workspace.evaluate(None if version is None else _integer(version, "version", 0))
 
     @endpoint(status_code=202)
     def retrain_start(request, body):
-        epochs = body.get("epochs", 1)
-        if isinstance(epochs, str) and epochs.strip().isdigit():
-            epochs = int(epochs)
+        epochs = _epochs(body.get("epochs", 1))
         if workspace.busy and not job.running:
             raise Conflict(f"{workspace.busy}; only one retrain at a time")
-        return job.start("retrain", workspace.retrain, epochs=_epochs(epochs))
+        return job.start("retrain", workspace.retrain, epochs=epochs)
 
     @endpoint()
     def retrain_status(request, body):
@@ -404,6 +436,9 @@ async def _json_body(request):
 
     Every POST must say ``Content-Type: application/json``, even with an empty body: a page
     of another site can only send that with a CORS preflight, which this server never grants.
+    The body must be one object holding only the fields of :data:`JSON_FIELDS` for its path,
+    no key twice, no number out of the float range (``1e400``) or ``NaN``/``Infinity``,
+    nested at most :data:`MAX_JSON_DEPTH` deep.
     """
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise ParameterError("POST requests must have Content-Type: application/json")
@@ -414,13 +449,89 @@ async def _json_body(request):
             raise PayloadTooLarge(f"request body over {MAX_JSON} bytes")
     if not raw.strip():
         return {}
+    depth = _nesting(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise ParameterError(f"the request body nests arrays/objects {depth} deep; at most {MAX_JSON_DEPTH} allowed")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except ParameterError:
+        raise
+    except RecursionError:
+        raise ParameterError("the request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise ParameterError(f"the request body is not valid JSON: {err}") from None
     if not isinstance(body, dict):
         raise ParameterError(f"the request body must be a JSON object; received {type(body).__name__}")
+    allowed = JSON_FIELDS.get(request.url.path)
+    if allowed is not None:
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            expected = ", ".join(allowed) if allowed else "none (send {})"
+            raise ParameterError(f"{request.url.path}: unknown field(s) {', '.join(map(repr, unknown))[:200]}; "
+                                 f"fields: {expected}")
     return body
+
+
+def _nesting(raw):
+    """Deepest nesting of ``[``/``{`` in JSON text, outside strings (linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ParameterError(f"the request body holds the number {text[:40]}, outside the range of a float")
+    return value
+
+
+def _no_constant(name):
+    raise ParameterError(f"the request body holds {name}, which is not valid JSON")
+
+
+def _unique_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ParameterError(f"the request body gives the key {key[:40]!r} twice")
+        seen[key] = value
+    return seen
+
+
+def _shown(value):
+    """A JSON value as the client wrote it (bounded), for messages."""
+    try:
+        return json.dumps(value)[:60]
+    except (TypeError, ValueError):
+        return repr(value)[:60]
+
+
+def _integer(value, name, minimum=None, maximum=None):
+    """``value`` when it is a JSON integer in ``[minimum, maximum]``: not a bool, a float (``2.0``) or a string."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = {bool: "a boolean", float: "a number with a fraction or exponent", str: "a string", list: "an array",
+                dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+        raise ParameterError(f"{name} must be a JSON integer; received {kind}: {_shown(value)}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ParameterError(f"{name} must be an integer {bounds}; received {_shown(value)}")
+    return value
 
 
 def _required(body, key):
@@ -432,9 +543,7 @@ def _required(body, key):
 def _epochs(value):
     from apnet.app.workspace import MAX_EPOCHS
 
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EPOCHS:
-        raise ParameterError(f"epochs must be an integer in [1, {MAX_EPOCHS}]; received {value!r}")
-    return value
+    return _integer(value, "epochs", 1, MAX_EPOCHS)
 
 
 def _too_large(size, cap, at_least=False):

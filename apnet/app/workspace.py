@@ -12,13 +12,19 @@ is used (and tested) directly as well:
   and of the prototypes ``P_j`` in the same space: PCA (prototypes projected with the
   instances' components) and t-SNE (instances and prototypes embedded together);
 * test-fold evaluation (accuracy, confusion matrix) and saving a version as a new ``.keras``
-  file, never over an existing file and never over the loaded model.
+  file, never over an existing file and never over the loaded model, written atomically
+  (:func:`audiodata.checkpoints.save_model_atomic`) and bounded: saving a version already saved
+  returns its file, at most :data:`MAX_SAVES` files per session, and none when the disk has
+  less than :data:`MIN_FREE_BYTES` free (:class:`StorageLimit`, HTTP 507), so a loop of saves
+  cannot fill the disk.
 
 Every method that reads or replaces the current model takes :attr:`Workspace.lock`, since the
 web server calls them from a thread pool; retraining (:meth:`Workspace.retrain`) trains a copy
 outside the lock and refuses edits until it finishes.
 """
+import errno
 import json
+import math
 import os
 import threading
 import time
@@ -28,14 +34,25 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiodata.errors import ParameterError
+from audiodata.checkpoints import DivergenceGuard, EpochOrder, save_model_atomic
+from audiodata.errors import AudioDataError, ParameterError
 
 from apnet.app.errors import Conflict, NotFound
+from apnet.app.files import audio_file
 
 #: Projections of the latent space offered by :meth:`Workspace.projection`.
 PROJECTIONS = ("pca", "tsne")
 #: Most epochs one retrain request may ask for.
 MAX_EPOCHS = 500
+#: Most model files one session saves (each a full ``.keras`` file; saving an already saved version
+#: again returns its file and does not count).
+MAX_SAVES = 50
+#: Saving is refused when the output folder's disk has less than this free (bytes).
+MIN_FREE_BYTES = 512 * 2**20
+
+
+class StorageLimit(AudioDataError, OSError):
+    """A save refused because of the session's save cap or the free disk space (HTTP 507)."""
 
 
 @dataclass
@@ -126,7 +143,7 @@ class _KeepBest(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and float(value) > self.best:
+        if value is not None and math.isfinite(float(value)) and float(value) > self.best:
             self.best, self.best_epoch, self.weights = float(value), epoch + 1, self.model.get_weights()
 
     def on_train_end(self, logs=None):
@@ -163,6 +180,7 @@ class Workspace:
             sample; the prototypes are always all shown).
         seed: seed of that sample and of t-SNE.
         log: function called with progress messages while loading (default: none).
+        max_saves: most model files :meth:`save` writes in this session (default :data:`MAX_SAVES`).
 
     Example:
 
@@ -172,7 +190,7 @@ class Workspace:
     """
 
     def __init__(self, model_path, dataset=None, fold=None, data_dir=None, cache_dir=None, output_dir=None,
-                 max_points=1500, seed=0, log=None):
+                 max_points=1500, seed=0, log=None, max_saves=MAX_SAVES):
         from audiodata.datasets import get_dataset
         from audiodata.features import load_feature_params
 
@@ -181,6 +199,8 @@ class Workspace:
 
         log = log or (lambda message: None)
         self.max_points = _positive_int(max_points, "max_points")
+        self.max_saves = _positive_int(max_saves, "max_saves")
+        self._saved = {}  # (folder, version id) -> {"path", "summary", "bytes"} of the files written
         self.seed = int(seed)
         self.model_path = Path(os.path.abspath(model_path))
         if self.model_path.suffix != ".keras":
@@ -243,6 +263,8 @@ class Workspace:
         """A version on the stack by id (None: the current one)."""
         if version_id is None:
             return self.current
+        if isinstance(version_id, bool) or not isinstance(version_id, (int, np.integer)):
+            raise ParameterError(f"version must be an integer (or null for the current one); received {version_id!r}")
         for v in self._versions:
             if v.id == int(version_id):
                 return v
@@ -299,9 +321,7 @@ class Workspace:
         return info
 
     def clip_path(self, clip_id):
-        """The audio file of a clip, checked to lie inside the dataset folder."""
-        from apnet.app.files import audio_file
-
+        """The audio file of a clip, its real path (links resolved now) checked to lie inside the dataset folder."""
         path = self.clip(clip_id)["path"]
         if path is None:
             raise NotFound(f"clip {clip_id!r} has no audio file in {self.data_root}")
@@ -646,7 +666,10 @@ class Workspace:
             progress, best = _Progress(report, cancelled, epochs, len(train)), _KeepBest(APNET_MONITOR)
             report(phase="training", epochs=epochs, steps=len(train), epoch=0, batch=0, progress=0.0)
             try:
-                model.fit(train, validation_data=validation, epochs=epochs, callbacks=[progress, best], verbose=0)
+                # No Keras shuffling (Python's global random): the order is FeatureBatches' (seed, epoch) one.
+                # DivergenceGuard raises TrainingDivergedError on a NaN/Inf loss or weight: no version is pushed.
+                model.fit(train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0,
+                          callbacks=[DivergenceGuard(), EpochOrder(train), progress, best])
             except _Cancelled:
                 return {"cancelled": True, "version": base.id, "history": progress.history,
                         "seconds": time.perf_counter() - start}
@@ -678,23 +701,49 @@ class Workspace:
     def save(self, output_dir=None):
         """Save the current version as ``model_edited_<n>.keras`` (+ ``.json``) in the output folder.
 
-        ``n`` is the first number whose files do not exist; the file is written under a
-        temporary name and then hard-linked to its final name, which fails rather than
+        ``n`` is the first number whose files do not exist; the file is written atomically
+        under a temporary name (:func:`audiodata.checkpoints.save_model_atomic`: complete and
+        flushed to disk) and then hard-linked to its final name, which fails rather than
         replace a file that appeared meanwhile, so no existing file (the loaded model
         included) is ever overwritten. When the folder is not the run folder, the run's
         ``config.yaml`` and ``scaler.json`` (and a ``results.json`` naming the dataset and
         fold) are copied there unless present, so the saved model loads like a run
         (``python -m apnet.app --model <folder>/model_edited_<n>.keras``).
 
+        Bounded, so that repeated saves cannot fill the disk: a version already saved to that
+        folder (its file still there) is not written again (``already_saved`` is true and its
+        file is returned); at most :attr:`max_saves` files are written per session; nothing is
+        written when the disk has less than :data:`MIN_FREE_BYTES` free.
+
         Returns
         -------
-        dict with ``path``, ``summary`` (the JSON written beside it), ``version`` and
-        ``n_prototypes``.
+        dict with ``path``, ``summary`` (the JSON written beside it), ``version``,
+        ``n_prototypes``, ``already_saved``, ``bytes`` (size of the model file), ``saves``
+        (files written this session), ``max_saves``, ``session_bytes`` (their total size)
+        and ``disk_free_bytes``.
+
+        Raises
+        ------
+        StorageLimit
+            :attr:`max_saves` files already written, or too little free disk space (HTTP 507).
         """
+        import shutil
+
         folder = Path(os.path.abspath(output_dir)) if output_dir else self.output_dir
         with self.lock:
             v = self.current
+            previous = self._saved.get((str(folder), v.id))
+            if previous is not None and Path(previous["path"]).is_file():
+                return self._save_result(v, previous, True, folder)
+            if len(self._saved) >= self.max_saves:
+                raise StorageLimit(f"this session has saved {len(self._saved)} models (the limit, "
+                                   f"{self.max_saves} files, {self._session_bytes() / 2**20:.1f} MB); restart the "
+                                   "app to save more, after removing the files you no longer need")
             folder.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(folder).free
+            if free < MIN_FREE_BYTES:
+                raise StorageLimit(f"only {free / 2**20:.0f} MB free on the disk of {folder}; saving needs at least "
+                                   f"{MIN_FREE_BYTES / 2**20:.0f} MB free; nothing was written")
             self._prepare_folder(folder)
             summary = {
                 "source_model": str(self.model_path),
@@ -716,17 +765,33 @@ class Workspace:
                 if target.exists() or sidecar.exists() or _same_file(target, self.model_path):
                     continue
                 temporary = folder / f".model_edited_{n}.{os.getpid()}.{threading.get_ident()}.keras"
-                v.model.save(temporary)
                 try:
+                    save_model_atomic(v.model, temporary)
                     _publish(temporary, target)
                 except FileExistsError:
                     continue
+                except OSError as err:
+                    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise StorageLimit(f"the disk of {folder} is full ({err.strerror}); nothing was kept") from None
+                    raise
                 finally:
                     temporary.unlink(missing_ok=True)
                 break
             _write_new(sidecar, json.dumps({**summary, "model": target.name}, indent=2) + "\n")
-            return {"path": str(target), "summary": str(sidecar), "version": v.id,
-                    "n_prototypes": summary["n_prototypes"]}
+            record = {"path": str(target), "summary": str(sidecar), "bytes": target.stat().st_size}
+            self._saved[(str(folder), v.id)] = record
+            return self._save_result(v, record, False, folder)
+
+    def _session_bytes(self):
+        return sum(record["bytes"] for record in self._saved.values())
+
+    def _save_result(self, version, record, already_saved, folder):
+        import shutil
+
+        return {"path": record["path"], "summary": record["summary"], "version": version.id,
+                "n_prototypes": self.n_prototypes(version), "already_saved": already_saved,
+                "bytes": record["bytes"], "saves": len(self._saved), "max_saves": self.max_saves,
+                "session_bytes": self._session_bytes(), "disk_free_bytes": shutil.disk_usage(folder).free}
 
     def _prepare_folder(self, folder):
         if folder == self.run_dir:

@@ -352,6 +352,17 @@ def test_retrain_can_be_cancelled(workspace):
     assert any(r.get("batch") == 1 for r in reports) and not any(r.get("batch") == 2 for r in reports)
 
 
+def test_a_diverging_retrain_pushes_no_version(workspace, monkeypatch):
+    """A NaN loss stops the retrain with TrainingDivergedError; the NaN model never becomes a version."""
+    from audiodata.errors import TrainingDivergedError
+
+    version = workspace.current.id
+    monkeypatch.setitem(workspace.config, "learning_rate", 1e30)
+    with pytest.raises(TrainingDivergedError, match="diverged"):
+        workspace.retrain(2)
+    assert workspace.current.id == version and workspace.busy is None
+
+
 def test_background_job_reports_failures():
     job = BackgroundJob()
 
@@ -370,8 +381,10 @@ def test_model_file_is_never_overwritten(client, workspace, apnet_run):
         first = post(client, "/api/save").json()
         taken = apnet_run.parent / f"model_edited_{int(Path(first['path']).stem.split('_')[-1]) + 1}.keras"
         taken.write_bytes(b"someone else's file")
+        post(client, "/api/delete", {"indices": [0]})  # a new version (saving the same one again returns its file)
         second = workspace.save()
     finally:
+        post(client, "/api/undo")
         post(client, "/api/undo")
     paths = [Path(first["path"]), Path(second["path"])]
     assert paths[0] != apnet_run and paths[0].parent == apnet_run.parent and paths[0].name.startswith("model_edited_")

@@ -120,3 +120,125 @@ def test_write_audio_refuses_nan(tmp_path):
     with pytest.raises(ParameterError, match="NaN"):
         write_audio(tmp_path / "x.wav", np.array([0.0, np.nan]), 8000)
     assert not (tmp_path / "x.wav").exists()
+
+
+# ----------------------------------------------------------------------------- header first (issue 12)
+def _silence_flac(path, seconds, sr=44100, unknown_length=False):
+    """A FLAC of digital silence: ``seconds`` long, a few hundred kB (silence compresses ~300:1).
+
+    ``unknown_length``: zero STREAMINFO's total-samples field, as a streaming encoder may, so that
+    only decoding can tell the length.
+    """
+    block = np.zeros(sr * 60, np.int16)
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, format="FLAC", subtype="PCM_16") as out:
+        for start in range(0, int(seconds * sr), len(block)):
+            out.write(block[:min(len(block), int(seconds * sr) - start)])
+    if unknown_length:
+        data = bytearray(path.read_bytes())
+        assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first: bytes 18-25 end with total samples
+        fields = int.from_bytes(data[18:26], "big") & ~(2**36 - 1)
+        data[18:26] = fields.to_bytes(8, "big")
+        path.write_bytes(bytes(data))
+    return path
+
+
+def _peak_bytes(function):
+    """Peak of the memory traced while ``function()`` runs (NumPy buffers included), and its result or error."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        try:
+            result = function()
+        except Exception as err:  # noqa: BLE001
+            result = err
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+def test_audio_info_reads_the_header_only(tmp_path, shared_data):
+    from audiodata.io import audio_info
+
+    bomb = _silence_flac(tmp_path / "hour.flac", 3600)
+    assert bomb.stat().st_size < 1_000_000  # 1 h of 44.1 kHz audio: 635 MB once decoded to float32
+    peak, info = _peak_bytes(lambda: audio_info(bomb))
+    assert (info.frames, info.samplerate, info.channels, info.seconds) == (3600 * 44100, 44100, 1, 3600.0)
+    assert peak < 1_000_000 and not info.truncated
+    clip = audio_info(shared_data / US8K / "fold10" / "100648-1-0-0.wav")
+    assert (clip.samplerate, clip.channels, clip.header_frames) == (44100, 2, clip.frames)
+    unknown = audio_info(_silence_flac(tmp_path / "stream.flac", 30, unknown_length=True))
+    assert unknown.frames is None and unknown.seconds is None
+    not_audio = tmp_path / "a.wav"
+    not_audio.write_text("not audio at all\n" * 10)
+    with pytest.raises(AudioFileError, match="not audio") as error:
+        audio_info(not_audio)
+    assert error.value.path == str(not_audio)
+
+
+@pytest.mark.parametrize("unknown_length", [False, True])
+def test_max_duration_refuses_before_decoding(tmp_path, unknown_length):
+    """A 1-hour FLAC of silence is refused by max_duration without decoding it (it would take 635 MB)."""
+    from audiodata.io import AudioTooLongError
+
+    bomb = _silence_flac(tmp_path / "hour.flac", 3600 if not unknown_length else 600, unknown_length=unknown_length)
+    peak, error = _peak_bytes(lambda: load_audio(bomb, sr=22050, max_duration=20.0))
+    assert isinstance(error, AudioTooLongError) and isinstance(error, AudioFileError), error
+    assert error.path == str(bomb) and ("over the limit of 20 s" in str(error) or "more than 20 s" in str(error))
+    if not unknown_length:
+        assert "3600.0 s according to its header" in str(error) and error.seconds == 3600.0
+    assert peak < 20 * 2**20, peak  # the decoded file would be 635 MB (106 MB for 10 min)
+    # Within the limit, the same loader decodes as before.
+    short = _silence_flac(tmp_path / "short.flac", 2, unknown_length=unknown_length)
+    y, sr = load_audio(short, max_duration=20.0)
+    assert sr == 44100 and y.shape == (88200,) and not y.any()
+    y, sr = load_audio(short, sr=22050, offset=1.5, duration=1.0, max_duration=20.0)
+    assert sr == 22050 and y.shape == (22050,) and not y.any()
+
+
+def test_duration_decodes_only_the_window(tmp_path, shared_data):
+    bomb = _silence_flac(tmp_path / "hour.flac", 3600)
+    peak, (y, sr) = _peak_bytes(lambda: load_audio(bomb, sr=22050, duration=5.0))
+    assert sr == 22050 and y.shape == (5 * 22050,) and peak < 20 * 2**20, peak  # not 635 MB
+    # The window equals cutting the whole decoded (and resampled) file, bit for bit.
+    path = shared_data / "ESC-50/audio/1-100032-A-0.flac"
+    for rate, res_type in ((22050, "soxr_hq"), (16000, "kaiser_best"), (None, "soxr_hq")):
+        whole, sr = load_audio(path, sr=rate, res_type=res_type)
+        window, sr2 = load_audio(path, sr=rate, res_type=res_type, duration=2.0)
+        assert sr == sr2 and np.array_equal(window, whole[:2 * sr])
+    fsdd = shared_data / "fsdd/recordings/0_george_1.wav"
+    whole, _ = load_audio(fsdd)
+    part, _ = load_audio(fsdd, offset=0.25, duration=0.1)
+    np.testing.assert_array_equal(part, whole[2000:2800])
+    with pytest.raises(AudioFileError, match="nothing to read from offset 9"):
+        load_audio(fsdd, offset=9.0)
+    from audiodata import ParameterError
+
+    with pytest.raises(ParameterError, match="offset"):
+        load_audio(fsdd, offset=-1.0)
+
+
+def test_truncated_wav_warns_naming_the_file_and_both_lengths(shared_data, tmp_path):
+    """A WAV cut to its first 1000 of 4812 bytes: libsndfile reads 478 of the 2384 frames its header announces."""
+    from audiodata.io import AudioFileWarning, audio_info
+
+    source = shared_data / "fsdd/recordings/0_george_0.wav"
+    data = source.read_bytes()
+    assert len(data) == 4812
+    path = tmp_path / "cut.wav"
+    path.write_bytes(data[:1000])
+    info = audio_info(path)
+    assert (info.frames, info.header_frames, info.truncated) == (478, 2384, True)
+    with pytest.warns(AudioFileWarning) as caught:
+        y, sr = load_audio(path)
+    message = str(caught[0].message)
+    assert str(path) in message and "2384" in message and "478" in message and caught[0].message.path == str(path)
+    whole, _ = load_audio(source)
+    np.testing.assert_array_equal(y, whole[:478])  # what is there is returned
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(source)  # an intact file does not warn
+        assert not audio_info(source).truncated

@@ -96,7 +96,10 @@ async function upload() {
   try {
     const result = await api("/api/l2i/upload", {method: "POST", body: file,
       headers: {"Content-Type": "application/octet-stream", "X-Filename": encodeURIComponent(file.name)}});
-    showMessage(`${result.name}: ${result.seconds} s at ${result.original_sr} Hz, ${result.channels} channel(s).`, "ok");
+    const seconds = result.seconds === null ? "length unknown" : `${result.seconds} s`;
+    const warnings = result.warnings || [];
+    showMessage(`${result.name}: ${seconds} at ${result.original_sr} Hz, ${result.channels} channel(s).` +
+                warnings.map(w => ` Warning: ${w}.`).join(""), warnings.length ? "warning" : "ok");
     await explain(result.source);
   } catch (e) {
     showMessage(e.message, "error");
@@ -117,7 +120,7 @@ async function setup() {
   document.getElementById("l2i-model").textContent =
     `${info.dataset} fold ${info.fold} · K = ${info.n_components} components · ${info.mode || ""} ${info.theta || ""}`;
   document.getElementById("upload-limit").textContent =
-    `WAV, FLAC or OGG, at most ${(l2i.maxUpload / 2 ** 20).toFixed(0)} MB`;
+    `WAV, FLAC or OGG, at most ${(l2i.maxUpload / 2 ** 20).toFixed(0)} MB and ${info.max_duration} s`;
   const {clips} = await api("/api/l2i/clips");
   document.getElementById("clip-select").replaceChildren(...clips.map(c =>
     el("option", {value: c.clip_id, text: `${c.clip_id} (${c.class_name})`})));

@@ -158,9 +158,14 @@ async function save() {
   try {
     const result = await api("/api/save", {json: {}});
     const saved = document.getElementById("saved");
-    saved.replaceChildren("Saved ", el("code", {id: "saved-path", text: result.path}),
-                          ` (version ${result.version}, ${result.n_prototypes} prototypes).`);
-    showMessage(`Saved ${result.path}`, "ok");
+    const mb = bytes => (bytes / 2 ** 20).toFixed(1);
+    saved.replaceChildren(result.already_saved ? "Already saved as " : "Saved ",
+                          el("code", {id: "saved-path", text: result.path}),
+                          ` (version ${result.version}, ${result.n_prototypes} prototypes, ${mb(result.bytes)} MB; ` +
+                          `${result.saves} of at most ${result.max_saves} files this session, ` +
+                          `${mb(result.session_bytes)} MB; ${mb(result.disk_free_bytes)} MB free on the disk).`);
+    showMessage(result.already_saved ? `Version ${result.version} is already saved: ${result.path}`
+                                     : `Saved ${result.path}`, "ok");
   } catch (e) {
     showMessage(e.message, "error");
   }
