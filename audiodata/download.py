@@ -470,9 +470,12 @@ def _fetch_with_retries(url, part, retries, timeout, progress):
             return _fetch(url, part, timeout, progress)
         except _Interrupted as error:
             if attempt == retries:
-                raise DownloadError(
-                    f"{url}: {error}; the partial download {part} is kept, run again to resume"
-                ) from error
+                size = part.stat().st_size if part.exists() else 0
+                kept = (f"the partial download {part} ({size} bytes) is kept, run again to resume" if size
+                        else "nothing was downloaded, run again to retry")
+                if not size:
+                    part.unlink(missing_ok=True)
+                raise DownloadError(f"{url}: {error}; {kept}") from error
             delay = min(0.5 * 2**attempt, 30.0)
             logger.warning("%s: %s; resuming in %.1f s (%d/%d)", url, error, delay, attempt + 1, retries)
             time.sleep(delay)

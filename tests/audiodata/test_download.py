@@ -303,6 +303,20 @@ def test_http_error_names_the_url(server, tmp_path):
         download_file(url, tmp_path / "absent.bin", checksum=_md5(b"1"), progress=False)
 
 
+def test_refused_connection_does_not_claim_a_partial_download(tmp_path):
+    """Nothing was written, so the message must not say a partial download is kept."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/clip.tar.gz"
+    with pytest.raises(DownloadError, match="nothing was downloaded") as error:
+        download_file(url, tmp_path / "clip.tar.gz", checksum=_md5(b"1"), retries=0, timeout=5, progress=False)
+    assert "is kept" not in str(error.value)
+    assert not (tmp_path / "clip.tar.gz.part").exists()
+
+
 def _symlink_tar():
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
