@@ -48,12 +48,14 @@ def compute_split_features(paths, params, n_jobs=1, progress=True):
 
 
 def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", batch_size=64, n_jobs=1,
-              progress=True, return_predictions=False):
+              progress=True, return_predictions=False, cache_dir=None):
     """Accuracy of the run folder ``run_dir`` on ``split`` of ``dataset``/``fold``.
 
     The features are those the run was trained on (``config.yaml``'s ``features`` for APNet,
-    ``baseline_features`` for a baseline), computed afresh for the split's clips (no cache),
-    scaled with the run's ``scaler.json``. Labels are matched to the model's outputs by class
+    ``baseline_features`` for a baseline), read from the feature cache (computed the first time:
+    the split's clips get their own cache generation, which reuses the rows of any generation of
+    the same dataset and feature set, e.g. the whole dataset's from training), scaled with the
+    run's ``scaler.json``. Labels are matched to the model's outputs by class
     name, so a model of Speech Commands v0.02 (35 words) scores a v0.01 folder (30 of them).
 
     Parameters
@@ -63,6 +65,8 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
     dataset, fold : optional
         Default: the run's own (``results.json``).
     split : {'train', 'validation', 'test'}
+    cache_dir : str or Path, optional
+        Feature cache (default ``$AUDIO_CACHE_DIR`` or ``~/.cache/audio-interpretability``).
 
     Returns
     -------
@@ -82,7 +86,7 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
     import apnet.baselines  # noqa: F401  (registers the baselines' layers and activations)
     from apnet.training import feature_set, load_scaler
     from audiodata.datasets import get_dataset
-    from audiodata.features import load_feature_params
+    from audiodata.features import cached_features, compute_features, load_feature_params
 
     run_dir = Path(run_dir)
     for name in ("model.keras", "config.yaml", "scaler.json"):
@@ -109,7 +113,7 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
 
     features = feature_set(model_name, config)
     params = load_feature_params(ds.config_name, features)
-    model = keras.models.load_model(run_dir / "model.keras")
+    model = apnet.training.load_model_file(run_dir / "model.keras")  # ModelFileError for a damaged file
     n_out = int(model.outputs[0].shape[-1])
     if n_out != len(classes):
         raise ParameterError(f"{run_dir}: the model has {n_out} outputs but {len(classes)} class names")
@@ -117,7 +121,9 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
         model = keras.Model(model.inputs[0], model.outputs[0])
     expected = tuple(model.input_shape[1:])
     scaler = load_scaler(run_dir / "scaler.json")
-    x = compute_split_features(clips["path"], params, n_jobs=n_jobs, progress=progress)
+    with cached_features(ds.cache_name, features, params, clips, compute_features, cache_dir=cache_dir,
+                         n_jobs=n_jobs, progress=progress) as feats:
+        x = feats[:]
     if tuple(x.shape[1:]) != expected:
         raise ParameterError(f"{run_dir}: the model takes {expected} but feature set {features!r} of "
                              f"{ds.config_name} gives {tuple(x.shape[1:])}")

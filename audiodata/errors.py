@@ -92,3 +92,21 @@ class TrainingDivergedError(AudioDataError, RuntimeError):
 
     def __reduce__(self):
         return type(self), (self.run_dir, self.epoch, self.batch, self.loss, self.value, self.message)
+
+
+class FeatureCacheError(AudioDataError, ValueError):
+    """A cache entry that cannot be used or repaired (the message names the file).
+
+    Attributes
+    ----------
+    path : str
+        The file or folder at fault.
+    """
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)

@@ -43,3 +43,10 @@ def feature_cache(tmp_path_factory):
     """A feature cache folder shared by every test of the session (and the CLI subprocesses), so that the
     FSDD features are extracted once for the APNet and the web application tests."""
     return tmp_path_factory.mktemp("feature_cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_outside_home(feature_cache):
+    """Code run without a cache_dir (and CLI subprocesses without --cache-dir) uses the session's cache,
+    never ~/.cache (unless AUDIO_CACHE_DIR is already set)."""
+    os.environ.setdefault("AUDIO_CACHE_DIR", str(feature_cache))

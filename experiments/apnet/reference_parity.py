@@ -19,6 +19,7 @@ def main(argv=None):
     parser.add_argument("--reference", required=True, help="folder holding APNet/experiments (the authors' files)")
     parser.add_argument("--data-dir", required=True, help="folder holding the dataset folders")
     parser.add_argument("--output", required=True, help="folder for the imported run folders and parity.json")
+    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     args = parser.parse_args(argv)
     import numpy as np
     from tqdm.auto import tqdm
@@ -37,7 +38,8 @@ def main(argv=None):
         name = str(source.relative_to(root))
         try:
             run_dir = import_reference(source, Path(args.output) / name.replace("/", "_"), overwrite=True)
-            scored = score_run(run_dir, data_dir=args.data_dir, progress=False, return_predictions=True)
+            scored = score_run(run_dir, data_dir=args.data_dir, progress=False, return_predictions=True,
+                               cache_dir=args.cache_dir)
         except AudioDataError as err:
             rows.append(f"| {name} | - | - | - | - | {err} |")
             continue

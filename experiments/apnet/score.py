@@ -2,8 +2,8 @@
 
     python experiments/apnet/score.py --run RUN_DIR --dataset speech_commands --fold 1 --data-dir DATA
 
-Prints one JSON line: accuracy, n_clips, n_correct, model, dataset, fold, split, features. The features are
-computed afresh for the split's clips; labels are matched to the model's classes by name (a Speech Commands
+Prints one JSON line: accuracy, n_clips, n_correct, model, dataset, fold, split, features. The features of the
+split's clips come from the feature cache (--cache-dir; computed on first use, verified on every use); labels are matched to the model's classes by name (a Speech Commands
 v0.02 model scores a v0.01 folder). --predictions FILE also writes each clip's probabilities (CSV).
 """
 import argparse
@@ -20,6 +20,7 @@ def main(argv=None):
     parser.add_argument("--fold", type=argtypes.positive_int, default=None,
                         help="fold (default: the run's; 1 for one partition)")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
+    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     parser.add_argument("--jobs", type=argtypes.n_jobs, default=1,
@@ -33,7 +34,7 @@ def main(argv=None):
     try:
         result = score_run(args.run, args.dataset, args.fold, data_dir=args.data_dir, split=args.split,
                            batch_size=args.batch_size, n_jobs=args.jobs, progress=not args.quiet,
-                           return_predictions=args.predictions is not None)
+                           return_predictions=args.predictions is not None, cache_dir=args.cache_dir)
     except AudioDataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

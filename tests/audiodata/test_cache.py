@@ -10,7 +10,7 @@ import pytest
 from audiodata import AudioFileError
 from audiodata.datasets import get_dataset
 from audiodata.features import cached_features, compute_features, extract_features, load_feature_params, params_key
-from audiodata.features.cache import FeatureArray
+from audiodata.features.cache import FeatureArray, clean_cache
 
 PARAMS = load_feature_params("fsdd", "mel")
 
@@ -94,8 +94,12 @@ def test_an_edited_file_is_recomputed_alone(clips, tmp_path):
     again = run(clips, tmp_path / "c", compute)
     assert not again.cached and compute.calls == [os.path.basename(edited)]
     np.testing.assert_array_equal(again[3], again[0])
-    # The superseded generation is removed: one complete entry remains.
-    assert len(list((tmp_path / "c").rglob("COMPLETE"))) == 1
+    # The superseded generation is kept (another data folder may still hold those files) until a clean-up,
+    # which removes it but not the generation held open by ``again``.
+    assert len(list((tmp_path / "c").rglob("COMPLETE"))) == 2
+    report = clean_cache(tmp_path / "c", older_than_days=0)
+    assert [r["path"] for r in report["removed"]] != [str(again.path)] and len(report["removed"]) == 1
+    assert [p.parent for p in (tmp_path / "c").rglob("COMPLETE")] == [again.path]
 
 
 def test_added_clip_only_computes_the_new_one(clips, tmp_path):
@@ -149,7 +153,8 @@ def test_entry_without_completion_marker_is_not_trusted(clips, tmp_path):
     first = run(clips, tmp_path / "c")
     (first.path / "COMPLETE").unlink()
     compute = Counting()
-    again = run(clips, tmp_path / "c", compute)
+    with pytest.warns(UserWarning, match=f"{first.path} has no COMPLETE marker"):
+        again = run(clips, tmp_path / "c", compute)
     assert not again.cached
     assert_same_features(again[:], reference(clips))
 

@@ -41,10 +41,10 @@ def test_extract_prints_one_json_line_and_caches(dataset, features, shape, share
     assert second["seconds"] < out["seconds"]
 
 
-def test_bad_dataset_folder_gives_a_clear_error_and_exit_code(tmp_path):
+def test_bad_dataset_folder_gives_a_clear_error_and_exit_code(tmp_path, shared_data):
     proc = extract("--dataset", "urbansound8k", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode == 2
     assert f"{tmp_path / 'UrbanSound8K'} does not exist" in proc.stderr and "Traceback" not in proc.stderr
-    unknown = extract("--dataset", "fsdd", "--features", "cqt", "--data-dir", str(ROOT.parent / "shared/data"),
+    unknown = extract("--dataset", "fsdd", "--features", "cqt", "--data-dir", str(shared_data),
                       "--cache-dir", str(tmp_path / "c"))
     assert unknown.returncode == 2 and "feature set 'cqt'" in unknown.stderr
