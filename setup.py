@@ -23,6 +23,8 @@ setup(
     package_data={"audiodata": ["configs/*.yaml"], "apnet.app": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=_requirements(),
     extras_require={
+        # notebooks/: `pip install -e ".[notebooks]"`, then `jupyter lab notebooks/apnet/` (or notebooks/l2i/).
+        "notebooks": ["jupyterlab>=4", "ipykernel>=6"],
         # jax: the tests also load and train the models on KERAS_BACKEND=jax (CPU).
         # playwright drives Debian's chromium in tests/app (no browser download); httpx: Starlette's TestClient.
         "test": ["pytest>=7", "pytest-timeout>=2", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6", "jax>=0.4",

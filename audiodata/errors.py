@@ -13,14 +13,8 @@ class ParameterError(AudioDataError, ValueError):
     """A bad option or parameter value (names the option and the allowed values)."""
 
 
-class AudioFileError(AudioDataError, ValueError):
-    """An audio file that cannot be used: missing, empty, corrupt, not audio, NaN/Inf.
-
-    Attributes
-    ----------
-    path : str
-        The file at fault.
-    """
+class _AboutAFile:
+    """Mixin of the problems with one file: ``path`` and ``reason``, message ``"<path>: <reason>"``."""
 
     def __init__(self, path, reason):
         self.path = str(path)
@@ -29,6 +23,26 @@ class AudioFileError(AudioDataError, ValueError):
 
     def __reduce__(self):  # survive pickling across worker processes (joblib)
         return type(self), (self.path, self.reason)
+
+
+class AudioFileError(_AboutAFile, AudioDataError, ValueError):
+    """An audio file that cannot be used: missing, empty, corrupt, not audio, NaN/Inf.
+
+    Attributes
+    ----------
+    path : str
+        The file at fault.
+    """
+
+
+class AudioFileWarning(_AboutAFile, UserWarning):
+    """An audio file that can be used, but not as its header describes it (e.g. a truncated WAV).
+
+    Attributes
+    ----------
+    path : str
+        The file concerned (also at the start of the message).
+    """
 
 
 class DatasetNotFoundError(AudioDataError, FileNotFoundError):
@@ -94,7 +108,7 @@ class TrainingDivergedError(AudioDataError, RuntimeError):
         return type(self), (self.run_dir, self.epoch, self.batch, self.loss, self.value, self.message)
 
 
-class FeatureCacheError(AudioDataError, ValueError):
+class FeatureCacheError(_AboutAFile, AudioDataError, ValueError):
     """A cache entry that cannot be used or repaired (the message names the file).
 
     Attributes
@@ -102,11 +116,3 @@ class FeatureCacheError(AudioDataError, ValueError):
     path : str
         The file or folder at fault.
     """
-
-    def __init__(self, path, reason):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        return type(self), (self.path, self.reason)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioFileError, ParameterError
+from .errors import AudioFileError, AudioFileWarning, ParameterError  # noqa: F401  (AudioFileWarning: re-exported)
 
 #: File endings the loaders accept for the same clip (official datasets ship WAV; FLAC/OGG copies are common).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -46,24 +46,6 @@ _RESAMPLE_MARGIN = 1.0
 #: chunk's size gives the frame count; compressed ones (IMA ADPCM, GSM...) are left to libsndfile.
 _FIXED_SIZE_SUBTYPES = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW")
 _DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError)
-
-
-class AudioFileWarning(UserWarning):
-    """An audio file that can be used, but not as its header describes it (e.g. a truncated WAV).
-
-    Attributes
-    ----------
-    path : str
-        The file concerned (also at the start of the message).
-    """
-
-    def __init__(self, path, reason):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        return type(self), (self.path, self.reason)
 
 
 class AudioTooLongError(AudioFileError):

@@ -337,8 +337,14 @@ def main():
     cap_mib = args.cap_mib or (128 if args.quick else 512)
     size_mib = args.size_mib or 3 * cap_mib
     batch_rows = args.batch_rows or max(cap_mib // 16, 1)
-    fsdd = subset(get_dataset("fsdd", data_dir=args.data_dir), 600 if args.quick else None)
-    esc10 = get_dataset("esc10", data_dir=args.data_dir)
+    from audiodata.errors import AudioDataError
+
+    try:
+        fsdd = subset(get_dataset("fsdd", data_dir=args.data_dir), 600 if args.quick else None)
+        esc10 = get_dataset("esc10", data_dir=args.data_dir)
+    except AudioDataError as err:
+        print(f"error: {err} (--data-dir names the folder holding fsdd/ and ESC-50/)", file=sys.stderr)
+        return 2
     cases = [("fsdd", fsdd, "mel"), ("esc10", esc10, "mel"), ("esc10", esc10, "logmag")]
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-feature-cache-", dir=args.tmp_dir))
@@ -369,4 +375,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

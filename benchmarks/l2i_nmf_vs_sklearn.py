@@ -20,6 +20,7 @@ Prints one JSON line.  Usage::
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def main():
     parser.add_argument("--repeats", type=argtypes.positive_int, default=3,
                         help="alternate the two fits this many times and report median seconds")
     args = parser.parse_args()
+    meta = args.data / "meta" / "esc50.csv"
+    if not meta.is_file():
+        print(f"error: {meta} does not exist; --data must name an ESC-50 folder in its official layout "
+              "(meta/esc50.csv, audio/)", file=sys.stderr)
+        return 2
 
     esc10 = [line.split(",")[0] for line in (args.data / "meta" / "esc50.csv").read_text().splitlines()[1:]
              if line.split(",")[4] == "True"]
@@ -113,4 +119,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,6 @@ test leaves them as it found them (edits undone, attributes restored by ``monkey
 import io
 import json
 import resource
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import soundfile as sf
 
 from apnet.app import create_app
 from tests.app.conftest import TEST_UPLOAD_CAP
+from tests.audio_faults import silence_flac, traced_peak
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient. is deprecated")
 UPLOAD_HEADERS = {"Content-Type": "application/octet-stream"}
@@ -33,35 +33,6 @@ def client(workspace, explorer):
     app = create_app(workspace, explorer, max_upload_bytes=TEST_UPLOAD_CAP)
     with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
-
-
-def silence_flac(path, seconds, sr=44100, unknown_length=False):
-    """A FLAC of digital silence, ``seconds`` long; an hour is ~0.5 MB (and 635 MB as float32 samples).
-
-    ``unknown_length``: STREAMINFO's total-samples field set to 0 (a streamed FLAC), so that
-    the header does not give the length.
-    """
-    block = np.zeros(sr * 60, np.int16)
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, format="FLAC", subtype="PCM_16") as out:
-        for start in range(0, int(seconds * sr), len(block)):
-            out.write(block[:min(len(block), int(seconds * sr) - start)])
-    if unknown_length:
-        data = bytearray(path.read_bytes())
-        fields = int.from_bytes(data[18:26], "big") & ~(2**36 - 1)
-        data[18:26] = fields.to_bytes(8, "big")
-        path.write_bytes(bytes(data))
-    return path
-
-
-def traced_peak(function):
-    """Peak bytes traced (NumPy buffers included, every thread) while ``function()`` runs, and its result."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        result = function()
-        return tracemalloc.get_traced_memory()[1], result
-    finally:
-        tracemalloc.stop()
 
 
 def upload(client, data, name):

@@ -7,6 +7,7 @@ import soundfile as sf
 
 from audiodata import AudioFileError, load_audio, write_audio
 from audiodata.features import compute_features, load_feature_params
+from tests.audio_faults import silence_flac, traced_peak
 
 US8K = "UrbanSound8K/audio"
 
@@ -123,52 +124,17 @@ def test_write_audio_refuses_nan(tmp_path):
 
 
 # ----------------------------------------------------------------------------- header first (issue 12)
-def _silence_flac(path, seconds, sr=44100, unknown_length=False):
-    """A FLAC of digital silence: ``seconds`` long, a few hundred kB (silence compresses ~300:1).
-
-    ``unknown_length``: zero STREAMINFO's total-samples field, as a streaming encoder may, so that
-    only decoding can tell the length.
-    """
-    block = np.zeros(sr * 60, np.int16)
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, format="FLAC", subtype="PCM_16") as out:
-        for start in range(0, int(seconds * sr), len(block)):
-            out.write(block[:min(len(block), int(seconds * sr) - start)])
-    if unknown_length:
-        data = bytearray(path.read_bytes())
-        assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first: bytes 18-25 end with total samples
-        fields = int.from_bytes(data[18:26], "big") & ~(2**36 - 1)
-        data[18:26] = fields.to_bytes(8, "big")
-        path.write_bytes(bytes(data))
-    return path
-
-
-def _peak_bytes(function):
-    """Peak of the memory traced while ``function()`` runs (NumPy buffers included), and its result or error."""
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        try:
-            result = function()
-        except Exception as err:  # noqa: BLE001
-            result = err
-        return tracemalloc.get_traced_memory()[1], result
-    finally:
-        tracemalloc.stop()
-
-
 def test_audio_info_reads_the_header_only(tmp_path, shared_data):
     from audiodata.io import audio_info
 
-    bomb = _silence_flac(tmp_path / "hour.flac", 3600)
+    bomb = silence_flac(tmp_path / "hour.flac", 3600)
     assert bomb.stat().st_size < 1_000_000  # 1 h of 44.1 kHz audio: 635 MB once decoded to float32
-    peak, info = _peak_bytes(lambda: audio_info(bomb))
+    peak, info = traced_peak(catch=True, function=lambda: audio_info(bomb))
     assert (info.frames, info.samplerate, info.channels, info.seconds) == (3600 * 44100, 44100, 1, 3600.0)
     assert peak < 1_000_000 and not info.truncated
     clip = audio_info(shared_data / US8K / "fold10" / "100648-1-0-0.wav")
     assert (clip.samplerate, clip.channels, clip.header_frames) == (44100, 2, clip.frames)
-    unknown = audio_info(_silence_flac(tmp_path / "stream.flac", 30, unknown_length=True))
+    unknown = audio_info(silence_flac(tmp_path / "stream.flac", 30, unknown_length=True))
     assert unknown.frames is None and unknown.seconds is None
     not_audio = tmp_path / "a.wav"
     not_audio.write_text("not audio at all\n" * 10)
@@ -182,15 +148,15 @@ def test_max_duration_refuses_before_decoding(tmp_path, unknown_length):
     """A 1-hour FLAC of silence is refused by max_duration without decoding it (it would take 635 MB)."""
     from audiodata.io import AudioTooLongError
 
-    bomb = _silence_flac(tmp_path / "hour.flac", 3600 if not unknown_length else 600, unknown_length=unknown_length)
-    peak, error = _peak_bytes(lambda: load_audio(bomb, sr=22050, max_duration=20.0))
+    bomb = silence_flac(tmp_path / "hour.flac", 3600 if not unknown_length else 600, unknown_length=unknown_length)
+    peak, error = traced_peak(catch=True, function=lambda: load_audio(bomb, sr=22050, max_duration=20.0))
     assert isinstance(error, AudioTooLongError) and isinstance(error, AudioFileError), error
     assert error.path == str(bomb) and ("over the limit of 20 s" in str(error) or "more than 20 s" in str(error))
     if not unknown_length:
         assert "3600.0 s according to its header" in str(error) and error.seconds == 3600.0
     assert peak < 20 * 2**20, peak  # the decoded file would be 635 MB (106 MB for 10 min)
     # Within the limit, the same loader decodes as before.
-    short = _silence_flac(tmp_path / "short.flac", 2, unknown_length=unknown_length)
+    short = silence_flac(tmp_path / "short.flac", 2, unknown_length=unknown_length)
     y, sr = load_audio(short, max_duration=20.0)
     assert sr == 44100 and y.shape == (88200,) and not y.any()
     y, sr = load_audio(short, sr=22050, offset=1.5, duration=1.0, max_duration=20.0)
@@ -198,8 +164,8 @@ def test_max_duration_refuses_before_decoding(tmp_path, unknown_length):
 
 
 def test_duration_decodes_only_the_window(tmp_path, shared_data):
-    bomb = _silence_flac(tmp_path / "hour.flac", 3600)
-    peak, (y, sr) = _peak_bytes(lambda: load_audio(bomb, sr=22050, duration=5.0))
+    bomb = silence_flac(tmp_path / "hour.flac", 3600)
+    peak, (y, sr) = traced_peak(catch=True, function=lambda: load_audio(bomb, sr=22050, duration=5.0))
     assert sr == 22050 and y.shape == (5 * 22050,) and peak < 20 * 2**20, peak  # not 635 MB
     # The window equals cutting the whole decoded (and resampled) file, bit for bit.
     path = shared_data / "ESC-50/audio/1-100032-A-0.flac"
