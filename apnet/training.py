@@ -188,6 +188,14 @@ def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jo
         Feature set of ``audiodata/configs/<dataset>.yaml``.
     data_dir, cache_dir : str or Path, optional
         Data folder (default ``$AUDIO_DATA_DIR``) and feature cache.
+    n_jobs : int
+        Processes extracting features that are not cached yet.
+    progress : bool
+        For the command lines: print the clips of each split on one line of stderr (and a line
+        starting with ``warning:`` when the folder holds far fewer clips than the official
+        release, :meth:`audiodata.datasets.AudioDataset.size_warning`), then draw a progress
+        bar while features are extracted. Without it nothing is printed and a dataset far
+        smaller than the official one gives a :class:`audiodata.datasets.SmallDatasetWarning`.
 
     Returns
     -------
@@ -198,12 +206,13 @@ def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jo
     audiodata.errors.AudioDataError
         Unknown dataset, fold out of range, missing files, or an empty split.
     """
-    from audiodata.datasets import FoldDataset, get_dataset
+    from audiodata.datasets import FoldDataset, get_dataset, report_split
     from audiodata.errors import DatasetNotFoundError
     from audiodata.features import extract_features
 
     ds = get_dataset(dataset, data_dir=data_dir)
     parts = ds.split(fold, validation=True) if isinstance(ds, FoldDataset) else ds.split(fold)
+    report_split(ds, parts, fold, progress=progress)
     for name in ("train", "validation", "test"):
         if len(parts[name]) == 0:
             raise DatasetNotFoundError(f"{dataset}: the {name} split of fold {fold} has no clips in {ds.root}")
@@ -535,7 +544,8 @@ def predict_classes(model, data):
     return model.predict(data, verbose=0)
 
 
-def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None, cache_dir=None, verbose=2):
+def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None, cache_dir=None, verbose=2,
+               progress=False):
     """Train and test one model on one fold, as Section 4.4 and the authors' configs prescribe; resumable.
 
     Steps: read the model's settings (:func:`training_settings`: batch size, normaliser,
@@ -564,6 +574,13 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         Output folder of this run.
     model_name : str
         ``"apnet"`` or a baseline of :data:`MODELS`.
+    data_dir, cache_dir : str or Path, optional
+        Passed to :func:`load_fold`.
+    verbose : int
+        Keras ``fit`` verbosity.
+    progress : bool
+        Passed to :func:`load_fold`: split sizes, the small-dataset warning and a feature
+        extraction progress bar on stderr (the command lines), instead of silence.
 
     Returns
     -------
@@ -574,7 +591,14 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         :func:`training_settings` (``batch_size``, ``normalizer``, ``init_last_layer``,
         ``early_stopping``), ``stopped_early`` (bool) and ``stopped_epoch`` (1-based epoch
         after which the patience ran out, or None).
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        A bad setting: ``n_prototypes`` < 1 (APNet), ``seed`` outside ``[0, 2**32 - 1]``, or
+        what :func:`training_settings` refuses.
     """
+    from audiodata.cli import seed as seed_type
     from audiodata.errors import ParameterError
 
     if model_name == "openl3_mlp":
@@ -587,12 +611,14 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         settings = training_settings(model_name, config)
     except ValueError as err:
         raise ParameterError(str(err)) from None
+    if model_name == "apnet" or "n_prototypes" in config:
+        require(positive_int, config.get("n_prototypes"), "n_prototypes")
+    seed = require(seed_type, config.get("seed"), "seed")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
     features = feature_set(model_name, config)
-    data = load_fold(dataset, fold, features, data_dir=data_dir, cache_dir=cache_dir)
+    data = load_fold(dataset, fold, features, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
     scaler = make_scaler(settings["normalizer"]).fit(data.features, rows=data.rows["train"])
     scaler.save(run_dir / "scaler.json")
 

@@ -11,6 +11,10 @@ paths, ``..`` components, links out of the archive or special files are refused.
 
 Only the standard library (``urllib``) and ``tqdm`` are used.
 
+The command lines that train or serve models get the dataset with one flag through
+:func:`add_download_options` and :func:`ensure_dataset` (``--download``, ``--mirror URL``);
+:func:`cli_error` turns a "no data folder" error into one that names ``--data-dir``.
+
 Examples
 --------
 >>> from audiodata.download import download_dataset
@@ -29,6 +33,7 @@ import shutil
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
@@ -42,6 +47,12 @@ logger = logging.getLogger(__name__)
 
 #: Environment variable naming the data folder when none is given.
 DATA_DIR_ENV = "AUDIO_DATA_DIR"
+
+#: Environment variable naming a mirror of the dataset files (the default of ``--mirror``; see :func:`mirror_sources`).
+MIRROR_ENV = "AUDIO_DATA_MIRROR"
+
+#: Dataset names of the loaders (``audiodata.datasets.DATASETS``) that are downloaded as another dataset.
+DOWNLOAD_AS = {"esc10": "esc50"}
 
 #: Folder of ``data_dir`` where archives are downloaded and datasets assembled.
 DOWNLOADS_FOLDER = "_downloads"
@@ -233,6 +244,21 @@ def download_instructions(name):
     )
 
 
+class NoDataDirError(ParameterError):
+    """No data folder was given and ``AUDIO_DATA_DIR`` is not set (:func:`cli_error` names the command-line flag)."""
+
+
+def cli_error(error, flag="--data-dir"):
+    """The message a command line prints for ``error``: the library's, except that a missing data folder names ``flag``.
+
+    >>> cli_error(NoDataDirError("no data folder given: pass data_dir or set AUDIO_DATA_DIR"))
+    'no data folder: pass --data-dir DATA or set the AUDIO_DATA_DIR environment variable'
+    """
+    if isinstance(error, NoDataDirError):
+        return f"no data folder: pass {flag} DATA or set the {DATA_DIR_ENV} environment variable"
+    return str(error)
+
+
 def resolve_data_dir(data_dir=None):
     """The data folder: ``data_dir``, or the ``AUDIO_DATA_DIR`` environment variable.
 
@@ -247,13 +273,13 @@ def resolve_data_dir(data_dir=None):
 
     Raises
     ------
-    ParameterError
-        If ``data_dir`` is None and ``AUDIO_DATA_DIR`` is not set.
+    NoDataDirError
+        (a :class:`ParameterError`) If ``data_dir`` is None and ``AUDIO_DATA_DIR`` is not set.
     """
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV)
     if not data_dir:
-        raise ParameterError(f"no data folder given: pass data_dir or set the {DATA_DIR_ENV} environment variable")
+        raise NoDataDirError(f"no data folder given: pass data_dir or set the {DATA_DIR_ENV} environment variable")
     return Path(data_dir).expanduser().resolve()
 
 
@@ -315,6 +341,108 @@ def download_dataset(
     _clean_up(work, keep_archives)
     logger.info("%s is in %s", name, target)
     return target
+
+
+def mirror_sources(name, mirror):
+    """The files of dataset ``name`` fetched from ``mirror`` instead of their official hosts.
+
+    A mirror is a base URL (``http://``, ``https://`` or ``file://``) under which every file of
+    ``SOURCES[name]`` is found by its file name: ``<mirror>/<filename>``, e.g.
+    ``https://mirror.example.org/audio/UrbanSound8K.tar.gz``. Checksums, stripped folders and
+    destinations stay those of the official files, so a mirror's files are verified alike.
+    It serves institutional mirrors and the tests (a local HTTP server).
+
+    Parameters
+    ----------
+    name : str
+        A dataset name, one of ``DATASET_FOLDERS`` (or ``esc10``, downloaded as ``esc50``).
+    mirror : str
+
+    Returns
+    -------
+    sources : tuple of Source
+    """
+    name = DOWNLOAD_AS.get(name, name)
+    dataset_folder(name)
+    if not re.match(r"(https?|file)://", str(mirror)):
+        raise ParameterError(f"--mirror must be an http://, https:// or file:// URL, got {mirror!r}")
+    base = str(mirror).rstrip("/")
+    return tuple(dataclasses.replace(source, url=f"{base}/{source.filename}") for source in SOURCES[name])
+
+
+def ensure_dataset(name, data_dir=None, *, mirror=None, progress=True, log=None):
+    """Download dataset ``name`` into ``data_dir`` unless it is already there (the ``--download`` of the command lines).
+
+    The dataset counts as there when its loader finds it (``audiodata.datasets.get_dataset``:
+    ``<data_dir>/<FOLDER>``, or ``data_dir`` itself); then nothing is downloaded. Otherwise
+    :func:`download_dataset` fetches it from its official sources, or from ``mirror``
+    (:func:`mirror_sources`; default: the ``AUDIO_DATA_MIRROR`` environment variable), with
+    progress bars.
+
+    Parameters
+    ----------
+    name : str
+        A dataset name of ``audiodata.datasets.DATASETS`` (``esc10`` downloads ESC-50).
+    data_dir : str or os.PathLike or None
+        Data folder; None reads ``AUDIO_DATA_DIR``.
+    mirror : str or None
+        Base URL of a mirror.
+    progress : bool
+        Show progress bars.
+    log : callable or None
+        Called with one line of text for each step (the command lines print it to stderr).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The dataset folder.
+
+    Raises
+    ------
+    NoDataDirError
+        No ``data_dir`` and no ``AUDIO_DATA_DIR``.
+    DatasetNotFoundError
+        The dataset folder exists but its loader cannot read it (an incomplete copy: nothing
+        is downloaded over it; move it away first).
+    DownloadError
+        The download failed.
+    """
+    from audiodata.datasets import get_dataset
+    from audiodata.errors import DatasetNotFoundError
+
+    log = log or (lambda line: None)
+    download_name = DOWNLOAD_AS.get(name, name)
+    root = resolve_data_dir(data_dir)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # missing clips are reported again when the dataset is loaded
+            found = get_dataset(name, data_dir=root).root
+    except DatasetNotFoundError as error:
+        target = root / dataset_folder(download_name)
+        if target.exists():
+            raise DatasetNotFoundError(f"{error}\n{target} exists but is not a complete {name} folder; move it away "
+                                       "and run again with --download to download it") from None
+    else:
+        log(f"{name} is already in {found}; nothing to download")
+        return found
+    mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    sources = mirror_sources(download_name, mirror) if mirror else None
+    where = mirror or ", ".join(sorted({urllib.parse.urlsplit(s.url).netloc for s in SOURCES[download_name]}))
+    log(f"downloading {download_name} into {root / dataset_folder(download_name)} from {where}")
+    path = download_dataset(download_name, root, sources=sources, progress=progress)
+    log(f"{download_name} is in {path}")
+    return path
+
+
+def add_download_options(parser):
+    """Add ``--download`` and ``--mirror URL`` to an :class:`argparse.ArgumentParser` (see :func:`ensure_dataset`)."""
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset into --data-dir first (with progress bars) unless it is "
+                             "already there; see docs/download.md")
+    parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV) or None, metavar="URL",
+                        help="with --download: fetch the dataset's files from URL/<file name> instead of their "
+                             f"official hosts (a mirror; default ${MIRROR_ENV})")
+    return parser
 
 
 def download_file(url, path, *, checksum=None, retries=3, timeout=60.0, progress=True):

@@ -21,6 +21,7 @@ sum of Eq. 3 is ``reduction="sum"``, ``F * T`` times our term).
 """
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,16 +241,23 @@ def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=
     their official partition (``fold`` must be 1). Targets are one-hot or multi-hot
     float32, with NaN where ``label_mask`` says a label is not annotated (OpenMIC).
 
+    With ``progress`` (the command lines) the clips of each split are printed on one line of
+    stderr, preceded by a line starting with ``warning:`` when the folder holds less than half
+    the clips of the official release (:meth:`audiodata.datasets.AudioDataset.size_warning`),
+    and a progress bar is drawn while features are extracted; without it nothing is printed and
+    such a dataset gives a :class:`audiodata.datasets.SmallDatasetWarning`.
+
     Returns
     -------
     FoldFeatures
     """
-    from audiodata.datasets import FoldDataset, get_dataset
+    from audiodata.datasets import FoldDataset, get_dataset, report_split
     from audiodata.errors import DatasetNotFoundError
     from audiodata.features import extract_features
 
     ds = get_dataset(dataset, data_dir=data_dir)
     parts = ds.split(fold, validation=False) if isinstance(ds, FoldDataset) else ds.split(fold)
+    report_split(ds, parts, fold, progress=progress)
     for name in ("train", "test"):
         if len(parts[name]) == 0:
             raise DatasetNotFoundError(f"{dataset}: the {name} split of fold {fold} has no clips in {ds.root}")
@@ -688,7 +696,7 @@ def _seconds(history):
     return float(sum(row.get("seconds", 0.0) for row in history))
 
 
-def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=None, verbose=2):
+def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=None, verbose=2, progress=False):
     """Train the classifier f (:class:`KumarCNN`) from scratch on one fold; resumable.
 
     The paper fine-tunes AudioSet-pretrained weights (Sec. IV-B1); without them we
@@ -703,6 +711,8 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
         ``epochs``, ``batch_size``, ``dropout``, ``pooling``; plus ``seed``.
     dataset, fold : str, int
     run_dir : str or Path
+    data_dir, cache_dir, progress : passed to :func:`load_fold` (``progress``: split sizes,
+        small-dataset warning and extraction progress bar on stderr).
 
     Returns
     -------
@@ -718,7 +728,7 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
-    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir)
+    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
     model = _fresh_classifier({"classifier": config}, data)
     loss = masked_binary_crossentropy if data.multilabel else "categorical_crossentropy"
     model.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])), loss=loss,
@@ -744,7 +754,7 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
 
 
 def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att", classifier_path=None,
-                      dictionary_path=None, data_dir=None, cache_dir=None, verbose=2):
+                      dictionary_path=None, data_dir=None, cache_dir=None, verbose=2, progress=False):
     """Train the L2I interpreter on one fold (post-hoc or by design); resumable.
 
     * ``"posthoc"``: loads the trained classifier (``classifier_path``), freezes it,
@@ -777,6 +787,9 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     classifier_path : path of ``classifier.keras`` (needed post-hoc; by design it
         only provides the input normalisation, when given).
     dictionary_path : path of the dictionary ``.npy`` (:func:`l2i.nmf.save_dictionary`).
+    data_dir, cache_dir, progress : passed to :func:`load_fold` (``progress``: split sizes,
+        small-dataset warning and extraction progress bar on stderr, plus a line with the split
+        carved by ``validation_fraction``).
 
     Returns
     -------
@@ -808,10 +821,14 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
-    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir)
+    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
     fraction = config.get("validation_fraction")
     if fraction:
         data = _carve_validation(data, fraction, seed)
+        if progress:
+            print(f"validation_fraction {fraction}: train {len(data.rows['train']):,}, validation "
+                  f"{len(data.rows['validation']):,} (carved from train), test {len(data.rows['test']):,} clips",
+                  file=sys.stderr, flush=True)
     W, _ = load_dictionary(dictionary_path)
     if W.shape[0] != data.logmag.shape[2]:
         raise ValueError(f"{dictionary_path}: dictionary has {W.shape[0]} frequencies, the logmag features "

@@ -4,10 +4,16 @@
         --data-dir /data [--l2i-model runs/l2i/esc10/fold1/seed0/posthoc_att] [--port 8050]
 
 Loads the model and its fold, then serves the pages on http://127.0.0.1:8050/ (printed on
-start) until Ctrl+C. See docs/webapp.md.
+start) until Ctrl+C. See docs/webapp.md. With --download, the datasets of the APNet run (and of
+the L2I run) are first downloaded into --data-dir unless they are already there (--mirror URL:
+from a mirror; audiodata.download.ensure_dataset). While the fold loads, stderr shows the clips of
+each split, a `warning:` line when the dataset folder holds less than half the clips of the
+official release, and a progress bar while features are extracted.
 """
 import argparse
 import atexit
+import json
+import re
 import shutil
 import socket
 import sys
@@ -15,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from audiodata import cli as argtypes
+from audiodata.download import add_download_options
 
 #: Largest upload the L2I page accepts, in MB (build() checks it again for programmatic callers).
 MAX_UPLOAD_MB = argtypes.float_range(0.0, 2048.0, low_closed=False, name="max_upload_mb")
@@ -45,7 +52,37 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--work-dir", default=None,
                         help="cache folder for uploads (default: a temporary folder removed at exit)")
     parser.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the map sample and of t-SNE")
+    add_download_options(parser)
     return parser.parse_args(argv)
+
+
+def _run_dataset(folder, pattern):
+    """Dataset of a run folder: its results.json's ``dataset``, else the folder name the path ``pattern`` captures."""
+    results = Path(folder) / "results.json"
+    if results.is_file():
+        try:
+            dataset = json.loads(results.read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            dataset = None
+        if dataset:
+            return str(dataset)
+    match = re.search(pattern, Path(folder).resolve().as_posix())
+    return match.group(1) if match else None
+
+
+def download_datasets(args):
+    """``--download``: fetch the dataset of the APNet run (and of the L2I run) into ``--data-dir`` unless it is there."""
+    from audiodata.download import ensure_dataset
+    from audiodata.errors import ParameterError
+
+    datasets = [args.dataset or _run_dataset(Path(args.model).parent, r"/([^/]+)/fold\d+/seed\d+$")]
+    if datasets[0] is None:
+        raise ParameterError(f"--download: cannot tell the dataset of {args.model} (no results.json); pass --dataset")
+    if args.l2i_model:
+        datasets.append(_run_dataset(args.l2i_model, r"/l2i/([^/]+)/fold\d+/"))
+    for dataset in dict.fromkeys(d for d in datasets if d):
+        ensure_dataset(dataset, args.data_dir, mirror=args.mirror,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def build(args, log=print):
@@ -57,6 +94,8 @@ def build(args, log=print):
 
     if not 0 < args.max_upload_mb <= 2048:
         raise ParameterError(f"--max-upload-mb must be in (0, 2048]; received {args.max_upload_mb}")
+    if getattr(args, "download", False):
+        download_datasets(args)
     workspace = Workspace(args.model, dataset=args.dataset, fold=args.fold, data_dir=args.data_dir,
                           cache_dir=args.cache_dir, output_dir=args.output, max_points=args.max_points,
                           seed=args.seed, log=log)
@@ -87,6 +126,7 @@ def main(argv=None, prog=None):
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices of predict_on_batch
 
     from apnet.app.server import is_loopback, url_of
+    from audiodata.download import cli_error
     from audiodata.errors import AudioDataError
 
     try:
@@ -101,7 +141,7 @@ def main(argv=None, prog=None):
         app = build(args)
     except (AudioDataError, ValueError, OSError) as err:
         sock.close()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cli_error(err)}", file=sys.stderr)
         return 2
     port = sock.getsockname()[1]
     if not is_loopback(args.host):

@@ -55,6 +55,14 @@ class StorageLimit(AudioDataError, OSError):
     """A save refused because of the session's save cap or the free disk space (HTTP 507)."""
 
 
+def _shown(path):
+    """``path`` as the page shows it: relative to the working directory when inside it (so pages and
+    screenshots do not carry the machine's absolute paths), else absolute."""
+    path = os.path.abspath(os.fspath(path))
+    relative = os.path.relpath(path)
+    return path if relative == ".." or relative.startswith(".." + os.sep) else relative
+
+
 @dataclass
 class Version:
     """One state of the edited model.
@@ -197,6 +205,7 @@ class Workspace:
         from apnet.inspection import load_run
         from apnet.training import load_fold
 
+        progress = log is not None  # the command line: split sizes, size warning, extraction progress bar on stderr
         log = log or (lambda message: None)
         self.max_points = _positive_int(max_points, "max_points")
         self.max_saves = _positive_int(max_saves, "max_saves")
@@ -218,7 +227,8 @@ class Workspace:
         self.batch_size = int(self.config.get("batch_size", 64))
         features = self.config["features"]
         log(f"loading {self.dataset_name} fold {self.fold} ({features} features)")
-        self.data = load_fold(self.dataset_name, self.fold, features, data_dir=data_dir, cache_dir=cache_dir)
+        self.data = load_fold(self.dataset_name, self.fold, features, data_dir=data_dir, cache_dir=cache_dir,
+                              progress=progress)
         self.dataset = get_dataset(self.dataset_name, data_dir=data_dir)
         self.feature_params = load_feature_params(self.dataset.config_name, features)
         self.classes = tuple(str(c) for c in self.data.classes)
@@ -296,6 +306,7 @@ class Workspace:
             return {
                 "model_path": str(self.model_path),
                 "output_dir": str(self.output_dir),
+                "output_dir_shown": _shown(self.output_dir),
                 "dataset": self.dataset_name,
                 "fold": self.fold,
                 "classes": list(self.classes),
@@ -788,7 +799,8 @@ class Workspace:
     def _save_result(self, version, record, already_saved, folder):
         import shutil
 
-        return {"path": record["path"], "summary": record["summary"], "version": version.id,
+        return {"path": record["path"], "summary": record["summary"], "path_shown": _shown(record["path"]),
+                "version": version.id,
                 "n_prototypes": self.n_prototypes(version), "already_saved": already_saved,
                 "bytes": record["bytes"], "saves": len(self._saved), "max_saves": self.max_saves,
                 "session_bytes": self._session_bytes(), "disk_free_bytes": shutil.disk_usage(folder).free}

@@ -6,7 +6,8 @@
 >>> y = ds.targets(parts["train"])                               # doctest: +SKIP
 """
 from ..errors import ParameterError
-from .base import AudioDataset, FoldDataset, MissingAudioWarning, SubsetDataset, resolve_data_dir
+from .base import (SMALL_DATASET_FRACTION, AudioDataset, FoldDataset, MissingAudioWarning, SmallDatasetWarning,
+                   SubsetDataset, report_split, resolve_data_dir, split_summary)
 from .esc50 import ESC50
 from .fsdd import FSDD
 from .medley_solos_db import MedleySolosDB
@@ -41,6 +42,7 @@ def get_dataset(name, data_dir=None, strict=False, **kwargs):
     return cls(data_dir=data_dir, strict=strict, **{**fixed, **kwargs})
 
 
-__all__ = ["DATASETS", "ESC50", "FSDD", "AudioDataset", "FoldDataset", "MedleySolosDB", "MissingAudioWarning",
-           "OpenMIC2018", "SONYCUST", "SpeechCommands", "SubsetDataset", "UrbanSound8K", "coarse_targets",
-           "get_dataset", "resolve_data_dir"]
+__all__ = ["DATASETS", "ESC50", "FSDD", "SMALL_DATASET_FRACTION", "AudioDataset", "FoldDataset", "MedleySolosDB",
+           "MissingAudioWarning", "OpenMIC2018", "SONYCUST", "SmallDatasetWarning", "SpeechCommands",
+           "SubsetDataset", "UrbanSound8K", "coarse_targets", "get_dataset", "report_split", "resolve_data_dir",
+           "split_summary"]

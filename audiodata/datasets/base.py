@@ -1,5 +1,8 @@
-"""What every dataset loader shares: locating the folder, resolving audio files, splits, targets."""
+"""What every dataset loader shares: locating the folder, resolving audio files, splits, targets,
+and how the clips found compare with the official release (:meth:`AudioDataset.size_warning`,
+:func:`report_split`)."""
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -14,6 +17,14 @@ class MissingAudioWarning(UserWarning):
     """Metadata lists clips whose audio file is not in the dataset folder (they are skipped)."""
 
 
+class SmallDatasetWarning(UserWarning):
+    """The dataset folder holds far fewer clips than the official release (an excerpt, or an incomplete download)."""
+
+
+#: A dataset with fewer than this fraction of its official clips gets a :class:`SmallDatasetWarning`.
+SMALL_DATASET_FRACTION = 0.5
+
+
 class AudioDataset:
     """Base class of the dataset loaders.
 
@@ -24,7 +35,10 @@ class AudioDataset:
       (unique), ``path`` (absolute) and either ``label`` (int, single-label) or nothing (multi-label,
       see :meth:`targets`), plus ``fold`` or ``split``;
     * ``classes``: the class names, index = label;
-    * :meth:`split` and :meth:`targets`.
+    * :meth:`split` and :meth:`targets`;
+    * ``OFFICIAL_CLIPS`` / :attr:`official_clips`: how many clips the official release has
+      (``OFFICIAL_SOURCE`` says where the number comes from), so that :meth:`size_warning`
+      can tell an excerpt or an incomplete download from the real dataset.
 
     The same clip may be stored as ``.wav``, ``.flac`` or ``.ogg`` whatever the metadata says.
     Clips listed in the metadata but missing from the folder are skipped with a
@@ -39,6 +53,8 @@ class AudioDataset:
     classes = ()
     multilabel = False
     layout = ""            # one line describing the expected layout, for error messages
+    OFFICIAL_CLIPS = None  # number of clips of the official release
+    OFFICIAL_SOURCE = ""   # where that number comes from
 
     def __init__(self, data_dir=None, strict=False):
         self.strict = strict
@@ -57,6 +73,27 @@ class AudioDataset:
     def cache_name(self):
         """Name of this dataset (variant) in the feature cache."""
         return self.name
+
+    # ----------------------------------------------------------------- size of the official release
+    @property
+    def official_clips(self):
+        """int or None: clips of the official release of this dataset (variant); see ``OFFICIAL_SOURCE``."""
+        return self.OFFICIAL_CLIPS
+
+    def size_warning(self, fraction=SMALL_DATASET_FRACTION):
+        """A message when the folder holds fewer than ``fraction`` of the official clips, else None.
+
+        Training on an excerpt (such as the few clips of a test-data folder) or on a partly
+        downloaded dataset runs without error but gives meaningless results; the message says so.
+        """
+        official = self.official_clips
+        n = len(self.clips)
+        if not official or n >= fraction * official:
+            return None
+        hint = self.download_hint().replace("\n", " ")
+        return (f"{self.cache_name}: {self.root} holds only {n:,} clip{'s' if n != 1 else ''}, {n / official:.1%} of the "
+                f"{official:,} of the official release ({self.OFFICIAL_SOURCE}); results on it are not comparable "
+                f"with the papers'. Is the dataset complete? {hint}")
 
     # ----------------------------------------------------------------- locating files
     def _locate(self, data_dir):
@@ -206,3 +243,35 @@ class SubsetDataset(AudioDataset):
         if fold not in (None, 1):
             raise ParameterError(f"{self.name} has one official partition; fold must be None or 1, got {fold!r}")
         return {name: self.clips[self.clips["split"] == name] for name in self.split_names}
+
+
+def split_summary(parts):
+    """``"train 13, validation 3, test 3 clips"`` for the ``{'train', 'validation', 'test'}`` tables of ``split``."""
+    return ", ".join(f"{name} {len(parts[name]):,}" for name in ("train", "validation", "test") if name in parts) \
+        + " clips"
+
+
+def report_split(ds, parts, fold=None, progress=False, file=None):
+    """Tell the user how many clips each split has and whether the dataset is far smaller than the official one.
+
+    With ``progress`` (the command lines), prints one line ``<dataset> fold <k>: train N, validation N,
+    test N clips`` to ``file`` (default ``sys.stderr``), preceded, when :meth:`AudioDataset.size_warning`
+    has something to say, by a line starting with ``warning:``. Without ``progress`` (library use)
+    nothing is printed and the size warning is a :class:`SmallDatasetWarning`.
+
+    Returns
+    -------
+    str or None
+        The size warning, if any.
+    """
+    message = ds.size_warning()
+    if not progress:
+        if message:
+            warnings.warn(message, SmallDatasetWarning, stacklevel=3)
+        return message
+    file = sys.stderr if file is None else file
+    if message:
+        print(f"warning: {message}", file=file, flush=True)
+    where = f"{ds.cache_name} fold {fold}" if fold is not None else ds.cache_name
+    print(f"{where}: {split_summary(parts)}", file=file, flush=True)
+    return message

@@ -36,11 +36,19 @@ class ESC50(FoldDataset):
     n_folds = 5
     default_validation = False
     layout = "ESC-50/meta/esc50.csv and ESC-50/audio/{fold}-{src}-{take}-{target}.wav"
+    OFFICIAL_CLIPS = 2000
+    OFFICIAL_SOURCE = "Piczak 2015: 50 classes x 40 clips; ESC-10: 10 classes x 40 clips"
+    OFFICIAL_CLIPS_ESC10 = 400
 
     def __init__(self, data_dir=None, strict=False, esc10=False):
         self.esc10 = bool(esc10)
         self.classes = tuple(CLASSES[t] for t in ESC10_TARGETS) if self.esc10 else CLASSES
         super().__init__(data_dir, strict=strict)
+
+    @property
+    def official_clips(self):
+        """2,000 clips for ESC-50, 400 for its ESC-10 subset."""
+        return self.OFFICIAL_CLIPS_ESC10 if self.esc10 else self.OFFICIAL_CLIPS
 
     @property
     def config_name(self):

@@ -23,6 +23,8 @@ class FSDD(FoldDataset):
     marker = "recordings"
     classes = tuple(str(d) for d in range(10))
     layout = "fsdd/recordings/{digit}_{speaker}_{index}.wav"
+    OFFICIAL_CLIPS = 3000
+    OFFICIAL_SOURCE = "release v1.0.10: 6 speakers x 10 digits x 50 recordings"
 
     def _load_clips(self):
         rows, odd = [], []

@@ -29,6 +29,9 @@ class OpenMIC2018(SubsetDataset):
     marker = "class-map.json"
     multilabel = True
     layout = "openmic-2018/class-map.json, openmic-2018/partitions/split01_{train,test}.csv, openmic-2018/audio/"
+    OFFICIAL_CLIPS = 20000
+    OFFICIAL_SOURCE = ("Humphrey et al. 2018, Zenodo 1432913; L2I Sec. IV-A3; partitions split01: "
+                       "14,915 train + 5,085 test")
 
     def _load_clips(self):
         class_map = json.loads((self.root / self.marker).read_text())

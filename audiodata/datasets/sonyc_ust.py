@@ -60,6 +60,9 @@ class SONYCUST(SubsetDataset):
     classes = CLASSES
     multilabel = True
     layout = "SONYC-UST/annotations.csv, SONYC-UST/dcase-ust-taxonomy.yaml and SONYC-UST/audio/*.wav"
+    OFFICIAL_CLIPS = 18510
+    OFFICIAL_SOURCE = ("Cartwright et al. 2020, SONYC-UST v2.3, Zenodo 3966543: 13,538 train, 4,308 validate, "
+                       "664 test recordings")
 
     def __init__(self, data_dir=None, strict=False, vote="minority"):
         self.vote = vote

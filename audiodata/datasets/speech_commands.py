@@ -31,6 +31,10 @@ class SpeechCommands(SubsetDataset):
     alt_folders = ("speech_commands_v0.01",)  # where the downloader puts v0.01 beside v0.02
     marker = "testing_list.txt"
     layout = "speech_commands/<word>/<hash>_nohash_<n>.wav with validation_list.txt and testing_list.txt"
+    #: Utterances of the word folders (``_background_noise_`` excluded) of each release.
+    OFFICIAL_CLIPS_BY_VERSION = {2: 105829, 1: 64727}
+    OFFICIAL_CLIPS = OFFICIAL_CLIPS_BY_VERSION[2]
+    OFFICIAL_SOURCE = "Warden 2018 (arXiv:1804.03209): 105,829 utterances in v0.02, 64,727 in v0.01"
 
     def __init__(self, data_dir=None, strict=False, version="auto"):
         if version not in ("auto", 1, 2):
@@ -44,6 +48,11 @@ class SpeechCommands(SubsetDataset):
         from ..download import download_instructions
 
         return download_instructions("speech_commands_v1" if self.version == 1 else "speech_commands")
+
+    @property
+    def official_clips(self):
+        """105,829 utterances for v0.02, 64,727 for v0.01."""
+        return self.OFFICIAL_CLIPS_BY_VERSION.get(self.version, self.OFFICIAL_CLIPS)
 
     @property
     def cache_name(self):

@@ -18,6 +18,8 @@ class UrbanSound8K(FoldDataset):
     classes = CLASSES
     n_folds = 10
     layout = "UrbanSound8K/metadata/UrbanSound8K.csv and UrbanSound8K/audio/fold1..fold10/*.wav"
+    OFFICIAL_CLIPS = 8732
+    OFFICIAL_SOURCE = "Salamon et al. 2014; the 8,732 rows of the official metadata/UrbanSound8K.csv"
 
     def _load_clips(self):
         meta = self._read_csv(self.marker)

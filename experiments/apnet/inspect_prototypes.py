@@ -34,6 +34,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from audiodata.datasets import get_dataset
+    from audiodata.download import cli_error
     from audiodata.errors import AudioDataError
     from audiodata.features import load_feature_params
 
@@ -43,10 +44,11 @@ def main(argv=None):
     try:
         run = inspection.load_run(args.model)
         features = run["config"]["features"]
-        data = load_fold(run["dataset"], run["fold"], features, data_dir=args.data_dir, cache_dir=args.cache_dir)
+        data = load_fold(run["dataset"], run["fold"], features, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                         progress=True)
         params = load_feature_params(get_dataset(run["dataset"], data_dir=args.data_dir).config_name, features)
     except AudioDataError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cli_error(err)}", file=sys.stderr)
         return 2
     model, rows = run["model"], data.rows["train"]
     output = Path(args.output) if args.output else run["run_dir"] / "prototypes"

@@ -126,6 +126,7 @@ def refine(args, run, data):
 def main(argv=None):
     args = parse_args(argv)
     command = shlex.join(["python", "experiments/apnet/refine.py"] + list(sys.argv[1:] if argv is None else argv))
+    from audiodata.download import cli_error
     from audiodata.errors import AudioDataError
 
     from apnet.inspection import load_run
@@ -139,10 +140,10 @@ def main(argv=None):
             config["batch_size"] = args.batch_size
         output = Path(args.output) if args.output else run["run_dir"] / f"refine_{args.method}"
         data = load_fold(run["dataset"], run["fold"], config["features"], data_dir=args.data_dir,
-                         cache_dir=args.cache_dir)
+                         cache_dir=args.cache_dir, progress=True)
         refined, distances, details = refine(args, run, data)
     except (AudioDataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cli_error(err)}", file=sys.stderr)
         return 2
     model, scaler = run["model"], run["scaler"]
     batch_size = int(config["batch_size"])

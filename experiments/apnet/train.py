@@ -2,6 +2,7 @@
 
     python experiments/apnet/train.py --fold 1                      # UrbanSound8K fold 1, Table 2
     python experiments/apnet/train.py --dataset fsdd --fold 1 --epochs 5 --data-dir /data
+    python experiments/apnet/train.py --dataset fsdd --fold 1 --download --data-dir /data   # get FSDD first
 
 Writes into <output>/<model>/<dataset>/fold<N>/seed<S>/: model.keras (best validation
 accuracy), history.csv, config.yaml (the config used, overrides applied), scaler.json
@@ -10,6 +11,15 @@ epoch, for resuming). Each model trains with the batch size, normaliser, last-la
 initialisation and early stopping of the config (apnet.training.training_settings: the
 authors' per-model values for the paper's datasets). Running the same command again after an
 interruption continues from the last completed epoch, early-stopping counter included.
+
+On stderr it says where the results go (`run folder: PATH`, at the start and at the end),
+how many clips each split has (`fsdd fold 1: train 2,000, validation 500, test 500 clips`),
+warns (a line starting with `warning:`) when the dataset folder holds less than half the clips
+of the official release (an excerpt or an incomplete download: the accuracy would mean nothing),
+and draws a progress bar while it extracts features that are not cached yet. The last line of
+stdout is results.json on one line. --download first downloads the dataset into --data-dir
+(audiodata.download.ensure_dataset: nothing when it is already there; --mirror URL fetches the
+files from a mirror instead of the official hosts).
 """
 import argparse
 import json
@@ -21,6 +31,7 @@ import yaml
 
 from audiodata import cli as argtypes
 from audiodata.checkpoints import write_text_atomic
+from audiodata.download import add_download_options
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10", "esc50")
@@ -46,6 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--output", default="results", help="results root (default ./results)")
     parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
                         help="Keras fit verbosity")
+    add_download_options(parser)
     return parser.parse_args(argv)
 
 
@@ -102,24 +114,32 @@ def check_resume(run_dir, config):
 def main(argv=None):
     args = parse_args(argv)
     command = shlex.join(["python", "experiments/apnet/train.py"] + list(sys.argv[1:] if argv is None else argv))
+    from audiodata.download import cli_error, ensure_dataset
     from audiodata.errors import AudioDataError
 
     from apnet.training import train_fold
+
+    def say(line):
+        print(line, file=sys.stderr, flush=True)
 
     try:
         config = load_config(args)
         run_dir = Path(args.output) / args.model / args.dataset / f"fold{args.fold}" / f"seed{config['seed']}"
         check_resume(run_dir, config)
         run_dir.mkdir(parents=True, exist_ok=True)
+        say(f"run folder: {run_dir}")
+        if args.download:
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=say)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         results = train_fold(config, args.dataset, args.fold, run_dir, model_name=args.model,
-                             data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose)
+                             data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
     except AudioDataError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cli_error(err)}", file=sys.stderr)
         return 2
     results = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "seed": config["seed"],
                **results, "command": command}
     write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    say(f"run folder: {run_dir} (model.keras, results.json, history.csv)")
     print(json.dumps(results))
     return 0
 

@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 from audiodata import cli as argtypes
+from audiodata.download import cli_error
 from audiodata.errors import AudioDataError
 
 #: Relevance thresholds tau lie in [0, 1) (Sec. III-E; l2i.pipeline.check_tau).
@@ -37,7 +38,7 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="run folder holding interpreter.keras (<mode>_<theta>/)")
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
     parser.add_argument("--fold", type=argtypes.positive_int, default=1)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--taus", type=TAU, nargs="+", default=list(DEFAULT_TAUS),
                         help="thresholds tau, each in [0, 1)")
     parser.add_argument("--corruption", default="none", choices=list(CORRUPTIONS))
@@ -58,7 +59,7 @@ def main(argv=None):
                                                  corruption=args.corruption, seed=args.seed,
                                                  max_clips=args.max_clips, progress=args.progress)
     except AudioDataError as err:
-        parser.exit(2, f"error: {err}\n")
+        parser.exit(2, f"error: {cli_error(err)}\n")
     folder = evaluation_folder(args.output, run, args.corruption, args.fold)
     results["command"] = " ".join([sys.executable] + sys.argv)
     write_results(folder / "results.json", results)

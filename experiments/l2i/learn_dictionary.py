@@ -7,6 +7,11 @@ folder keyed on the dictionary's parameters (l2i/runs.py): `dictionary` for the 
 ESC-50), `dictionary-<tag>-<hash>` for any other (e.g. `dictionary-K50-<hash>` with --n-components 50), so
 dictionaries of different K live side by side. An existing dictionary of the same parameters is kept (delete
 it to learn again); the number of iterations (--epochs) is a budget, not a parameter.
+
+On stderr: `run folder: PATH` at the start and at the end, the clips of each split on one line, a line starting
+with `warning:` when the dataset folder holds less than half the clips of the official release (an excerpt or an
+incomplete download), and a progress bar while features are extracted. --download first downloads the dataset
+into --data-dir unless it is already there (--mirror URL: from a mirror); see experiments/l2i/README.md.
 """
 import argparse
 import json
@@ -14,6 +19,7 @@ import sys
 import time
 
 from audiodata import cli as argtypes
+from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError
 from l2i.dictionary import learn_dataset_dictionary
 from l2i.nmf import save_dictionary
@@ -21,11 +27,15 @@ from l2i.runs import dictionary_folder, dictionary_identity, read_identity, writ
 from l2i.training import load_config, load_fold, run_directory, write_results
 
 
+def _say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
     parser.add_argument("--fold", type=argtypes.positive_int, default=1)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default="runs")
     parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
@@ -34,6 +44,7 @@ def main(argv=None):
                         help="NMF iterations (overrides dictionary.n_iter)")
     parser.add_argument("--n-components", type=argtypes.positive_int, default=None,
                         help="K (ESC) or components per class (SONYC-UST, OpenMIC)")
+    add_download_options(parser)
     args = parser.parse_args(argv)
 
     config = load_config(args.dataset, args.config)
@@ -59,19 +70,23 @@ def main(argv=None):
         print(f"{out_dir / 'W.npy'} exists (same parameters: {identity}); nothing to do")
         return
     write_identity(out_dir, identity)
+    _say(f"run folder: {out_dir}")
     start = time.perf_counter()
     try:
-        data = load_fold(args.dataset, args.fold, data_dir=args.data_dir, cache_dir=args.cache_dir)
+        if args.download:
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=_say)
+        data = load_fold(args.dataset, args.fold, data_dir=args.data_dir, cache_dir=args.cache_dir, progress=True)
         W, info = learn_dataset_dictionary(args.dataset, data.logmag, data.rows["train"], data.targets["train"],
                                            section, seed=int(config["seed"]))
     except AudioDataError as err:
-        parser.exit(2, f"error: {err}\n")
+        parser.exit(2, f"error: {cli_error(err)}\n")
     params = dict(section, dataset=args.dataset, fold=args.fold, seed=config["seed"], identity=identity)
     save_dictionary(out_dir / "W", W, params)
     objectives = {str(k): h["objective"][-1] for k, h in info["histories"].items()}
     results = {"shape": list(W.shape), "final_objective": objectives, "params": params, "identity": identity,
                "seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)}
     write_results(out_dir / "results.json", results)
+    _say(f"run folder: {out_dir} (W.npy, W.json, results.json)")
     print(results)
 
 

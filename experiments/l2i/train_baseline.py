@@ -29,6 +29,11 @@ trains every combination in its own folder baseline_<name>_k<K>_<feature>/ (resu
 the selection over every fold and seed run so far (l2i.baselines.training.select_sweep: highest mean of the
 interpreter's accuracy | macro_auprc | weighted_f1 over the folds and seeds every combination has; ties to the
 smaller K, then logmag). Without --k and --features the run goes to baseline_<name>/ with the config's values.
+
+On stderr: `run folder: PATH` at the start and at the end, the clips of each split on one line, a line starting
+with `warning:` when the dataset folder holds less than half the clips of the official release (an excerpt or an
+incomplete download), and a progress bar while features are extracted. --download first downloads the dataset
+into --data-dir unless it is already there (--mirror URL: from a mirror); see experiments/l2i/README.md.
 """
 import argparse
 import sys
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 
 from audiodata import cli as argtypes
+from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError
 
 from l2i.baselines.training import (BASELINES, NMF_FEATURES, SWEEP_METRICS, select_sweep, sweep_system,
@@ -43,12 +49,16 @@ from l2i.baselines.training import (BASELINES, NMF_FEATURES, SWEEP_METRICS, sele
 from l2i.training import load_config, run_directory, write_results
 
 
+def _say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, choices=list(BASELINES))
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
     parser.add_argument("--fold", type=argtypes.positive_int, default=1)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default="runs")
     parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
@@ -62,6 +72,7 @@ def main(argv=None):
                         help="nmf, tdl_nmf: input features to sweep (the paper: both)")
     parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
                         help="Keras fit verbosity")
+    add_download_options(parser)
     args = parser.parse_args(argv)
     sweep = args.k is not None or args.features is not None
     if sweep and args.baseline not in ("nmf", "tdl_nmf"):
@@ -92,18 +103,24 @@ def main(argv=None):
         features = list(dict.fromkeys(args.features or [section.get("feature", "logmag")]))
         combinations = [(k, f, base / sweep_system(args.baseline, k, f)) for k in ks for f in features]
     command = [sys.executable] + (sys.argv if argv is None else [__file__] + list(argv))
+    if args.download:
+        try:
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=_say)
+        except AudioDataError as err:
+            parser.exit(2, f"error: {cli_error(err)}\n")
     for k, feature, run_dir in combinations:
         run_config = config
         if sweep:
             run_section = dict(config["baselines"][args.baseline], n_components=k, feature=feature)
             run_config = dict(config, baselines=dict(config["baselines"], **{args.baseline: run_section}))
+        _say(f"run folder: {run_dir}")
         start = time.perf_counter()
         try:
             results = train_baseline(run_config, args.baseline, args.dataset, args.fold, run_dir,
                                      classifier_path=classifier, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                                     verbose=args.verbose)
+                                     verbose=args.verbose, progress=True)
         except AudioDataError as err:
-            parser.exit(2, f"error: {err}\n")
+            parser.exit(2, f"error: {cli_error(err)}\n")
         results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"],
                         "config": run_config,
                         "classifier_path": str(classifier) if classifier else None,
@@ -113,6 +130,7 @@ def main(argv=None):
             results["sweep"] = {"baseline": args.baseline, "n_components": int(k), "feature": feature,
                                 "metric": f"interpreter.{metric}", "score": results["interpreter"].get(metric)}
         write_results(run_dir / "results.json", results)
+        _say(f"run folder: {run_dir} (results.json, the model, history.csv)")
         print({key: v for key, v in results.items() if key != "config"})
     if sweep:
         selection = select_sweep(args.output, args.baseline, args.dataset)

@@ -18,6 +18,11 @@ the same run folder unless --classifier / --dictionary are given; writes
 --validation-fraction F keeps the weights of the epoch with the best fidelity on a validation split of F of the
 training clips (stratified by class for ESC, drawn from the seed; trained on the rest) instead of the last
 epoch's; such a run gets its own folder (<mode>_<theta>-valF-<hash>).
+
+On stderr: `run folder: PATH` at the start and at the end, the clips of each split on one line, a line starting
+with `warning:` when the dataset folder holds less than half the clips of the official release (an excerpt or an
+incomplete download), and a progress bar while features are extracted. --download first downloads the dataset
+into --data-dir unless it is already there (--mirror URL: from a mirror); see experiments/l2i/README.md.
 """
 import argparse
 import json
@@ -26,6 +31,7 @@ import time
 from pathlib import Path
 
 from audiodata import cli as argtypes
+from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError
 
 from l2i.runs import (classifier_identity, classifier_layers, dictionary_folder, dictionary_identity,
@@ -57,13 +63,17 @@ def _dictionary_identity(path, section, dataset):
     return stored or {"kind": "dictionary", "file": str(Path(path).resolve())}
 
 
+def _say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
     parser.add_argument("--fold", type=argtypes.positive_int, default=1)
     parser.add_argument("--mode", default="posthoc", choices=list(MODES))
     parser.add_argument("--theta", default="att", choices=["att", "max"])
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default="runs")
     parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
@@ -88,6 +98,7 @@ def main(argv=None):
                              "fidelity (default: off, the last epoch is kept)")
     parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
                         help="Keras fit verbosity")
+    add_download_options(parser)
     args = parser.parse_args(argv)
 
     config = load_config(args.dataset, args.config)
@@ -130,19 +141,22 @@ def main(argv=None):
     config["interpreter"] = dict(config.get("interpreter", {}))
     if "hidden_layers" in config["interpreter"]:
         config["interpreter"]["hidden_layers"] = classifier_layers(config["interpreter"]["hidden_layers"])
-    print(f"run folder: {run_dir}")
+    _say(f"run folder: {run_dir}")
     start = time.perf_counter()
     try:
+        if args.download:
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=_say)
         results = train_interpreter(config, args.dataset, args.fold, run_dir, mode=args.mode, theta=args.theta,
                                     classifier_path=classifier, dictionary_path=dictionary, data_dir=args.data_dir,
-                                    cache_dir=args.cache_dir, verbose=args.verbose)
+                                    cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
     except AudioDataError as err:
-        parser.exit(2, f"error: {err}\n")
+        parser.exit(2, f"error: {cli_error(err)}\n")
     results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": config,
                     "identity": identity, "run": run_dir.name,
                     "classifier_path": str(classifier) if classifier else None, "dictionary_path": str(dictionary),
                     "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})
     write_results(run_dir / "results.json", results)
+    _say(f"run folder: {run_dir} (interpreter.keras, results.json, history.csv)")
     print({k: v for k, v in results.items() if k != "config"})
 
 

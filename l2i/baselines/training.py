@@ -321,7 +321,7 @@ def select_sweep(results_dir, name, dataset):
 
 
 def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, data_dir=None, cache_dir=None,
-                   verbose=2):
+                   verbose=2, progress=False):
     """Train baseline ``name`` on one fold and score it on the test split.
 
     Parameters
@@ -339,6 +339,9 @@ def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, d
     data_dir, cache_dir : passed to :func:`l2i.training.load_fold`.
     verbose : int
         Keras ``fit`` verbosity.
+    progress : bool
+        Passed to :func:`l2i.training.load_fold`: split sizes, the small-dataset warning and a
+        feature extraction progress bar on stderr (the command line).
 
     Returns
     -------
@@ -361,7 +364,7 @@ def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, d
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
-    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir)
+    data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
     batch_size = int(section.get("batch_size", config["batch_size"]))
     _, test_labels = _split(data, "test")
 

@@ -115,6 +115,7 @@ def test_evaluate_aggregates_folds(cli_run, tmp_path):
     (["--dataset", "fsdd", "--fold", "1", "--config", "/nonexistent.yaml"], "does not exist"),
     (["--dataset", "esc10", "--fold", "1", "--data-dir", "{empty}"], "ESC-50"),
     (["--dataset", "fsdd", "--fold", "1"], "AUDIO_DATA_DIR"),
+    (["--dataset", "fsdd", "--fold", "1"], "error: no data folder: pass --data-dir DATA or set the AUDIO_DATA_DIR"),
 ])
 def test_clear_errors(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("AUDIO_DATA_DIR", raising=False)
@@ -249,3 +250,38 @@ def test_results_record_early_stopping(synthetic_training, tmp_path):
     assert train.main(argv + ["--epochs", "9"]) == 0
     results = json.loads((run_dir / "results.json").read_text())
     assert results["epochs_this_run"] == 0 and results["stopped_early"] is True and results["stopped_epoch"] == 2
+
+
+def test_the_cli_asks_for_progress_and_the_library_stays_quiet(synthetic_training, tmp_path, monkeypatch):
+    """train.py passes progress=True down to load_fold (split sizes, size warning, extraction bar on stderr);
+    train_fold called from Python does not."""
+    import apnet.training
+
+    calls = []
+    fold = apnet.training.load_fold()  # the synthetic fold of the fixture
+    monkeypatch.setattr(apnet.training, "load_fold", lambda *args, **kwargs: calls.append(kwargs) or fold)
+    argv = ["--dataset", "fsdd", "--fold", "1", "--config", str(synthetic_training), "--output", str(tmp_path / "o"),
+            "--epochs", "1", "--verbose", "0"]
+    assert load_script("train").main(argv) == 0
+    assert calls[-1]["progress"] is True
+    config = yaml.safe_load(synthetic_training.read_text())
+    apnet.training.train_fold({**config, "epochs": 1}, "fsdd", 1, tmp_path / "lib", verbose=0)
+    assert calls[-1]["progress"] is False
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("n_prototypes", 0, "n_prototypes must be a positive integer, got 0"),
+    ("n_prototypes", "10", "n_prototypes must be a positive integer, got the string '10'"),
+    ("seed", -1, "seed must be an integer seed in [0, 4294967295], got -1"),
+    ("seed", 2**32, "seed must be an integer seed in [0, 4294967295], got 4294967296"),
+])
+def test_train_fold_checks_its_config_numbers(key, value, message, tmp_path, monkeypatch):
+    """A bad n_prototypes or seed in the config is a ParameterError before any data is read or folder made."""
+    import apnet.training
+    from audiodata.errors import ParameterError
+
+    monkeypatch.setattr(apnet.training, "load_fold", lambda *a, **k: pytest.fail("loaded the data"))
+    config = yaml.safe_load((SCRIPTS / "configs" / "fsdd.yaml").read_text())
+    with pytest.raises(ParameterError) as info:
+        apnet.training.train_fold({**config, key: value}, "fsdd", 1, tmp_path / "run")
+    assert str(info.value) == message and not (tmp_path / "run").exists()

@@ -456,3 +456,14 @@ def test_cli_refuses_a_fold_the_model_was_not_trained_on(apnet_run, shared_data,
     assert "--fold 2: the model" in error and "trained on fold 1" in error
     assert main(argv[:2] + argv[4:] + ["--max-upload-mb", "0"]) == 2
     assert "--max-upload-mb" in capsys.readouterr().err
+
+
+def test_pages_show_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """Pages (and so screenshots) never show the machine's absolute path of a folder under the cwd."""
+    from apnet.app.workspace import _shown
+
+    inside = tmp_path / "results" / "apnet" / "fsdd"
+    monkeypatch.chdir(tmp_path)
+    assert _shown(inside) == str(Path("results") / "apnet" / "fsdd")
+    outside = tmp_path.parent / "elsewhere"
+    assert _shown(outside) == str(outside)

@@ -163,7 +163,7 @@ def test_explore_edit_retrain_and_save(page, live_server, workspace, apnet_run, 
     expect(page.locator("#epoch-table tr")).to_have_count(2)
     page.locator("#save-btn").click()
     expect(page.locator("#saved-path")).to_be_visible()
-    saved_path = Path(page.locator("#saved-path").text_content())
+    saved_path = Path(page.locator("#saved-path").text_content()).absolute()  # shown relative to the cwd when inside it
     keep(page, screenshot_dir, "train")
 
     # The saved model: a new file beside the loaded one, 10 - 2 + 1 prototypes, the accuracy shown.

@@ -628,3 +628,78 @@ def test_no_data_dir_and_no_environment_raises(value, monkeypatch):
         monkeypatch.setenv("AUDIO_DATA_DIR", value)
     with pytest.raises(ParameterError, match="AUDIO_DATA_DIR"):
         get_dataset("fsdd")
+
+
+# ----------------------------------------------------------------- size of the official release (issue 13)
+def test_every_loader_knows_its_official_clip_count():
+    """The counts of the official releases (shared/data/README.md, the papers, the loaders' docstrings)."""
+    from audiodata.datasets import ESC50, FSDD, SONYCUST, MedleySolosDB, OpenMIC2018, SpeechCommands, UrbanSound8K
+
+    expected = {UrbanSound8K: 8732, FSDD: 3000, ESC50: 2000, MedleySolosDB: 21571, SpeechCommands: 105829,
+                SONYCUST: 18510, OpenMIC2018: 20000}
+    for cls, count in expected.items():
+        assert cls.OFFICIAL_CLIPS == count and cls.OFFICIAL_SOURCE, cls.__name__
+    assert ESC50.OFFICIAL_CLIPS_ESC10 == 400
+    assert SpeechCommands.OFFICIAL_CLIPS_BY_VERSION == {2: 105829, 1: 64727}
+    assert {name for name, (cls, _) in DATASETS.items() if not cls.OFFICIAL_CLIPS} == set()
+
+
+@pytest.mark.parametrize("name, official, found", [
+    ("urbansound8k", 8732, 19), ("medley_solos_db", 21571, 97), ("esc50", 2000, 317),
+    ("speech_commands", 64727, 274),  # the excerpt is v0.01
+])
+def test_size_warning_fires_on_the_test_excerpts(name, official, found, shared_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = get_dataset(name, shared_data)
+    assert ds.official_clips == official and len(ds) == found
+    message = ds.size_warning()
+    assert message.startswith(f"{ds.cache_name}: {ds.root} holds only {found} clips")
+    assert f"of the {official:,} of the official release" in message and "experiments/download.py" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["fsdd", "esc10"])
+def test_size_warning_is_silent_on_complete_enough_folders(name, shared_data):
+    """FSDD is complete here (3,000 clips); ESC-10 has 317 of its 400 (fold 4 is missing), above half."""
+    ds = _load(name, shared_data)
+    assert ds.official_clips == {"fsdd": 3000, "esc10": 400}[name]
+    assert ds.size_warning() is None
+
+
+def test_size_warning_is_silent_with_the_official_count(shared_data):
+    """A folder holding the official number of clips (here UrbanSound8K's rows repeated to 8,732) gets no warning;
+    below half of it, it does."""
+    ds = _load("urbansound8k", shared_data)
+    rows = np.arange(ds.OFFICIAL_CLIPS) % len(ds.clips)
+    ds.clips = ds.clips.iloc[rows].reset_index(drop=True)
+    assert ds.size_warning() is None
+    ds.clips = ds.clips.iloc[:ds.OFFICIAL_CLIPS // 2].reset_index(drop=True)  # exactly half: still fine
+    assert ds.size_warning() is None
+    ds.clips = ds.clips.iloc[:-1]
+    assert "holds only 4,365 clips, 50.0% of the 8,732" in ds.size_warning()
+
+
+def test_report_split_prints_sizes_or_warns(shared_data):
+    import io
+
+    from audiodata.datasets import SmallDatasetWarning, report_split, split_summary
+
+    ds = _load("urbansound8k", shared_data)
+    parts = ds.split(fold=1)
+    assert split_summary(parts) == "train 13, validation 3, test 3 clips"
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the command-line form prints, it does not warn
+        message = report_split(ds, parts, 1, progress=True, file=out)
+    lines = out.getvalue().splitlines()
+    assert lines == [f"warning: {message}", "urbansound8k fold 1: train 13, validation 3, test 3 clips"]
+    with pytest.warns(SmallDatasetWarning, match="holds only 19 clips"):
+        report_split(ds, parts, 1)
+    fsdd = _load("fsdd", shared_data)
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert report_split(fsdd, fsdd.split(fold=1), 1, progress=True, file=out) is None
+        assert report_split(fsdd, fsdd.split(fold=1), 1) is None
+    assert out.getvalue() == "fsdd fold 1: train 2,000, validation 500, test 500 clips\n"

@@ -161,7 +161,9 @@ def test_train_baseline_errors_are_one_line(baseline, extra, message, tmp_path, 
         _script("train_baseline").main(argv + [a.format(output=tmp_path) for a in extra])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message.format(output=tmp_path) in err and "Traceback" not in err
+    # Only the error line, after at most the `run folder:` line that a training run starts with (issue 13).
+    lines = [line for line in err.splitlines() if not line.startswith("run folder: ")]
+    assert lines[0].startswith("error: ") and message.format(output=tmp_path) in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("extra, message", [

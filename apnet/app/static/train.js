@@ -98,7 +98,7 @@ async function refreshStatus() {
   document.getElementById("current-version").textContent = `version ${page.status.version}`;
   document.getElementById("current-edits").textContent =
     `${page.status.n_prototypes} prototypes, ${page.status.history.length - 1} edit(s) since loading`;
-  document.getElementById("output-dir").textContent = page.status.output_dir;
+  document.getElementById("output-dir").textContent = page.status.output_dir_shown;
   return page.status;
 }
 
@@ -160,12 +160,12 @@ async function save() {
     const saved = document.getElementById("saved");
     const mb = bytes => (bytes / 2 ** 20).toFixed(1);
     saved.replaceChildren(result.already_saved ? "Already saved as " : "Saved ",
-                          el("code", {id: "saved-path", text: result.path}),
+                          el("code", {id: "saved-path", text: result.path_shown}),
                           ` (version ${result.version}, ${result.n_prototypes} prototypes, ${mb(result.bytes)} MB; ` +
                           `${result.saves} of at most ${result.max_saves} files this session, ` +
                           `${mb(result.session_bytes)} MB; ${mb(result.disk_free_bytes)} MB free on the disk).`);
-    showMessage(result.already_saved ? `Version ${result.version} is already saved: ${result.path}`
-                                     : `Saved ${result.path}`, "ok");
+    showMessage(result.already_saved ? `Version ${result.version} is already saved: ${result.path_shown}`
+                                     : `Saved ${result.path_shown}`, "ok");
   } catch (e) {
     showMessage(e.message, "error");
   }
