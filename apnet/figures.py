@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audiodata.cli import positive_int, require
+
 #: Colour map of the spectrograms and of the weight/distance matrices.
 SPECTROGRAM_CMAP = "magma"
 MATRIX_CMAP = "viridis"
@@ -121,8 +123,7 @@ def plot_prototypes(mel, titles=None, n_cols=5, label="scaled log-mel"):
     """
     mel = _spectrograms(mel, "mel")
     titles = _titles(titles, len(mel), "titles")
-    if isinstance(n_cols, bool) or not isinstance(n_cols, int) or n_cols < 1:
-        raise ValueError(f"`n_cols` must be a positive integer; received n_cols={n_cols!r}")
+    n_cols = require(positive_int, n_cols, "n_cols", strict=True)
     n_cols = min(n_cols, len(mel))
     n_rows = -(-len(mel) // n_cols)
     vmin, vmax = _limits(mel)

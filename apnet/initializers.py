@@ -2,6 +2,8 @@
 import keras
 import numpy as np
 
+from audiodata.cli import positive_int, require
+
 
 def prototype_classes(n_prototypes, n_classes):
     """Class assigned to each prototype: consecutive blocks of ``M / K`` prototypes per class.
@@ -125,9 +127,8 @@ def reference_prototypes_initializer(seed=None):
 
 
 def _check_sizes(n_prototypes, n_classes):
-    for name, value in (("n_prototypes", n_prototypes), ("n_classes", n_classes)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}")
+    n_prototypes = require(positive_int, n_prototypes, "n_prototypes", strict=True)
+    n_classes = require(positive_int, n_classes, "n_classes", strict=True)
     if n_prototypes < n_classes:
         raise ValueError(
             f"prototype_class_kernel needs at least one prototype per class; received "

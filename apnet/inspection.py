@@ -27,6 +27,8 @@ import keras
 import numpy as np
 import pandas as pd
 
+from audiodata.cli import positive_int, require
+
 #: Layers every inspected model must have (the names :class:`apnet.APNet` gives them).
 REQUIRED_LAYERS = ("latent", "pool1", "pool2", "prototypes", "similarity", "weighted_sum", "dense",
                    "decoder_conv1", "unpool2", "decoder_act1", "decoder_conv2", "unpool1", "decoder_act2",
@@ -42,8 +44,7 @@ def _check_model(model):
 
 def _batches(x, batch_size, scaler=None):
     """Yield ``(start, batch)`` over the first axis of ``x``, scaled when a scaler is given."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer; received batch_size={batch_size!r}")
+    batch_size = require(positive_int, batch_size, "batch_size", strict=True)
     for start in range(0, len(x), batch_size):
         batch = np.asarray(x[start:start + batch_size], dtype=np.float32)
         yield start, (batch if scaler is None else scaler.transform(batch))
@@ -339,8 +340,7 @@ def closest_prototypes(model, x, k=3, batch_size=256, scaler=None):
     [shape=(N, M)].
     """
     _check_model(model)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be a positive integer; received k={k!r}")
+    k = require(positive_int, k, "k", strict=True)
     sub = keras.Model(model.inputs[0], model.get_layer("similarity").output)
     kernel = weighted_sum_weights(model)
     weighted, mean = [], []

@@ -3,11 +3,16 @@ import keras
 from keras import ops
 
 
-def prototype_loss(distances, frequency_reduction="sum"):
+#: Default reduction over latent frequency of :func:`prototype_loss` and :class:`PrototypeLoss`:
+#: the reference implementation's mean, which :func:`apnet.training.compile_apnet` trains with.
+DEFAULT_FREQUENCY_REDUCTION = "mean"
+
+
+def prototype_loss(distances, frequency_reduction=DEFAULT_FREQUENCY_REDUCTION):
     """Prototype loss ``l_p`` of Eq. 5, from frequency-dependent distances.
 
-    Sums the output of :class:`apnet.layers.PrototypeLayer` over frequency
-    to get ``D_ij = ||Z_i - P_j||^2`` (Eq. 4), then
+    Reduces the output of :class:`apnet.layers.PrototypeLayer` over frequency: the sum
+    is ``D_ij = ||Z_i - P_j||^2`` of Eq. 4, the mean (the default) ``D_ij / F'``; then
 
     ``l_p = mean_i min_j D_ij + mean_j min_i D_ij``
 
@@ -20,9 +25,10 @@ def prototype_loss(distances, frequency_reduction="sum"):
     ----------
     distances : tensor [shape=(batch, M, F')]
         Squared distances per latent frequency bin, ``D[i, j, f]``.
-    frequency_reduction : {'sum', 'mean'}
-        ``'sum'`` gives ``D_ij`` of Eq. 4 literally; ``'mean'`` divides it by ``F'``, as the
-        reference implementation does (its Table 2 weights were tuned with the mean).
+    frequency_reduction : {'mean', 'sum'}
+        ``'mean'`` (default, as :class:`PrototypeLoss` and hence training) divides ``D_ij``
+        by ``F'``, as the reference implementation does (its Table 2 weights were tuned
+        with the mean); ``'sum'`` gives ``D_ij`` of Eq. 4 literally, ``F'`` times larger.
 
     Returns
     -------
@@ -34,8 +40,10 @@ def prototype_loss(distances, frequency_reduction="sum"):
     >>> import numpy as np
     >>> from apnet.losses import prototype_loss
     >>> d = np.array([[[1.0, 1.0], [4.0, 0.0]], [[0.5, 0.5], [9.0, 9.0]]], dtype="float32")
-    >>> float(prototype_loss(d))  # D = [[2, 4], [1, 18]]: (2 + 1) / 2 + (1 + 4) / 2
+    >>> float(prototype_loss(d, "sum"))  # D = [[2, 4], [1, 18]]: (2 + 1) / 2 + (1 + 4) / 2
     4.0
+    >>> float(prototype_loss(d))  # the mean over F' = 2 halves D here
+    2.0
 
     References
     ----------
@@ -66,13 +74,13 @@ class PrototypeLoss(keras.losses.Loss):
     as a whole.
 
     The reference implementation averages the distances over latent frequency before
-    Eq. 5 (``frequency_reduction='mean'``, the default here): with Table 2's
+    Eq. 5 (``frequency_reduction='mean'``, the default here as in :func:`prototype_loss`): with Table 2's
     (alpha, beta, gamma) the literal sum makes ``l_p`` ``F'`` times stronger, and on FSDD
     it then pulled every encoding onto the prototypes so that ``exp(-D)`` was 1 for all of
     them and the classifier stayed at chance (see experiments/apnet/README.md).
 
     Args:
-        frequency_reduction: ``'mean'`` (reference implementation) or ``'sum'`` (Eq. 4 literally).
+        frequency_reduction: ``'mean'`` (default; reference implementation) or ``'sum'`` (Eq. 4 literally).
         name: str, name of the loss.
         **kwargs: other :class:`keras.losses.Loss` arguments (``reduction``, ``dtype``).
 
@@ -81,7 +89,9 @@ class PrototypeLoss(keras.losses.Loss):
     >>> import numpy as np
     >>> from apnet.losses import PrototypeLoss
     >>> d = np.array([[[1.0, 1.0], [4.0, 0.0]], [[0.5, 0.5], [9.0, 9.0]]], dtype="float32")
-    >>> float(PrototypeLoss()(np.zeros(2), d))
+    >>> float(PrototypeLoss()(np.zeros(2), d))  # mean over F': D / 2 = [[1, 2], [0.5, 9]]
+    2.0
+    >>> float(PrototypeLoss("sum")(np.zeros(2), d))
     4.0
 
     References:
@@ -89,7 +99,7 @@ class PrototypeLoss(keras.losses.Loss):
           Classification", Electronics 2021, Section 3.3, Eq. (5), and Section 4.4, Eq. (10).
     """
 
-    def __init__(self, frequency_reduction="mean", name="prototype_loss", **kwargs):
+    def __init__(self, frequency_reduction=DEFAULT_FREQUENCY_REDUCTION, name="prototype_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if frequency_reduction not in ("sum", "mean"):
             raise ValueError(f"frequency_reduction must be 'sum' or 'mean'; received {frequency_reduction!r}")

@@ -3,15 +3,10 @@ import keras
 
 from apnet.initializers import PrototypeClassKernel, reference_prototypes_initializer
 from apnet.layers import LeakyReLU, MaskedMaxPooling2D, MaskedUpsampling, PrototypeLayer, Similarity, WeightedSum
+from audiodata.cli import positive_int, require
 
 #: Names of the model outputs, in order (keys for ``compile(loss={...})`` and the targets).
 OUTPUT_NAMES = ("probabilities", "reconstruction", "prototypes")
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}")
-    return value
 
 
 def _weighted_sum_constraint(unit_norm):
@@ -105,11 +100,11 @@ class APNet(keras.Model):
         shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
         if len(shape) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
             raise ValueError(f"`input_shape` must be a pair of positive ints (T, F); received input_shape={input_shape!r}")
-        _positive_int(n_classes, "n_classes")
-        _positive_int(n_prototypes, "n_prototypes")
-        _positive_int(n_filters, "n_filters")
-        _positive_int(kernel_size, "kernel_size")
-        _positive_int(pool_size, "pool_size")
+        n_classes = require(positive_int, n_classes, "n_classes", strict=True)
+        n_prototypes = require(positive_int, n_prototypes, "n_prototypes", strict=True)
+        n_filters = require(positive_int, n_filters, "n_filters", strict=True)
+        kernel_size = require(positive_int, kernel_size, "kernel_size", strict=True)
+        pool_size = require(positive_int, pool_size, "pool_size", strict=True)
         if negative_slope < 0:
             raise ValueError(f"`negative_slope` must be >= 0; received negative_slope={negative_slope!r}")
         if prototypes_initializer is None:

@@ -66,6 +66,7 @@ import keras
 import numpy as np
 
 from apnet.inspection import _batches, _check_model, encoder_model, prototype_weights
+from audiodata.cli import positive_int, require
 
 #: The two rule sets: the authors' code (which produced Table 4) and Section 5.2 read literally.
 RULES = ("authors", "paper")
@@ -692,8 +693,7 @@ def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
     """
     from apnet.training import APNET_MONITOR, FeatureBatches, compile_apnet, fit_resumable
 
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"`epochs` must be a positive integer; received epochs={epochs!r}")
+    epochs = require(positive_int, epochs, "epochs", strict=True)
     seed, batch_size = int(config["seed"]), int(config["batch_size"])
     keras.utils.set_random_seed(seed)
     compile_apnet(model, config["alpha"], config["beta"], config["gamma"], float(config["learning_rate"]))

@@ -14,7 +14,6 @@
 * :func:`train_fold` -- all of the above for one fold, as the experiment scripts run it.
 """
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from apnet.losses import PrototypeLoss
 from apnet.model import APNet
 from audiodata.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
                                    load_model_file)  # load_model_file: also used as apnet.training.load_model_file
-from audiodata.checkpoints import completed_epochs as _backup_epochs
+# Re-exported: apnet.training.EpochTimer / completed_epochs are used by name (tests, docs); defined once there.
+from audiodata.checkpoints import EpochTimer, completed_epochs  # noqa: F401
 from audiodata.cli import positive_int, require
 from audiodata.features.normalization import load_scaler  # noqa: F401  (re-exported: runs' scaler.json)
 
@@ -119,8 +119,7 @@ class FeatureBatches(keras.utils.PyDataset):
             raise ValueError(f"rows ({len(rows)}) and labels ({len(labels)}) differ in length")
         if len(rows) == 0:
             raise ValueError("FeatureBatches got no rows")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer; received batch_size={batch_size!r}")
+        batch_size = require(positive_int, batch_size, "batch_size", strict=True)
         self.features = features
         self.rows = np.asarray(rows)
         self.labels = np.asarray(labels, dtype=np.float32)
@@ -220,25 +219,6 @@ def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jo
     rows = {name: feats.rows(part["clip_id"]) for name, part in parts.items()}
     targets = {name: ds.targets(part) for name, part in parts.items()}
     return FoldData(feats, rows, targets, tuple(ds.classes))
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds the wall-clock seconds of each epoch (training + validation) to the logs as ``seconds``.
-
-    Put it before :class:`keras.callbacks.CSVLogger` so that ``history.csv`` records it.
-    """
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["seconds"] = time.perf_counter() - self._start
-
-
-def completed_epochs(backup_dir):
-    """Number of epochs saved in a backup folder (:class:`audiodata.checkpoints.AtomicBackupAndRestore`; 0 if none)."""
-    return _backup_epochs(backup_dir)
 
 
 @dataclass
@@ -476,8 +456,7 @@ def training_settings(model_name, config):
     batch_size = config.get("batch_size")
     if model_name != "apnet":
         batch_size = (config.get("baseline_batch_size") or {}).get(model_name, batch_size)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"{model_name}: the batch size must be a positive integer; received {batch_size!r}")
+    batch_size = require(positive_int, batch_size, f"{model_name}: the batch size", strict=True)
     normalizer = (config.get("normalizer") or {}).get(model_name, "minmax")
     if normalizer not in NORMALIZERS:
         raise ValueError(f"{model_name}: `normalizer` must be one of {list(NORMALIZERS)}; received {normalizer!r}")

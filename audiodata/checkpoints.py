@@ -23,7 +23,8 @@ The training loops of both papers (:func:`apnet.training.fit_resumable`,
   any later callback saves that epoch;
 * :class:`EpochOrder` -- sets the epoch of a dataset with ``set_epoch`` at the start of each
   epoch, so its batch order is a function of ``(seed, epoch)`` whatever Keras' calls of
-  ``on_epoch_end`` (it calls it once more than there are epochs: once before the first).
+  ``on_epoch_end`` (it calls it once more than there are epochs: once before the first);
+* :class:`EpochTimer` -- adds the seconds of each epoch to the logs, for ``history.csv``.
 
 Backup folder layout (``backup/``): ``training_metadata.json`` is the commit point, written
 last and atomically: ``{"epoch": E, "batch": 0, "weights": "epochE.weights.h5",
@@ -36,6 +37,7 @@ import json
 import math
 import os
 import secrets
+import time
 import zipfile
 from pathlib import Path
 
@@ -58,6 +60,7 @@ __all__ = [
     "set_seed_generator_states",
     "DivergenceGuard",
     "EpochOrder",
+    "EpochTimer",
 ]
 
 #: Suffixes Keras dispatches on (``save_weights`` needs ``.weights.h5``; ``save`` ``.keras`` or legacy ``.h5``).
@@ -272,7 +275,7 @@ def seed_generator_states(model):
     ``model.save_weights`` does not save them (a ``Dropout`` layer has no weights), so a
     model restored from its weights alone draws other dropout masks than the run it resumes.
     """
-    return [[int(v) for v in np.asarray(keras.ops.convert_to_numpy(g.state)).ravel()]
+    return [[int(v) for v in np.asarray(keras.ops.convert_to_numpy(g.state.value)).ravel()]
             for g in _seed_generators(model)]
 
 
@@ -409,7 +412,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self._epoch = int(epoch)
         self._check_logs(logs, None)
         for variable in self.model.trainable_variables:
-            values = np.asarray(keras.ops.convert_to_numpy(variable))
+            values = np.asarray(keras.ops.convert_to_numpy(variable.value))
             if values.size and not np.all(np.isfinite(values)):
                 bad = values[~np.isfinite(values)].ravel()[0]
                 raise TrainingDivergedError(self.run_dir, epoch + 1, None, f"weight {variable.path}", float(bad))
@@ -429,3 +432,17 @@ class EpochOrder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.data.set_epoch(int(epoch))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the wall-clock seconds of each epoch (training + validation) to the logs as ``seconds``.
+
+    Put it before :class:`keras.callbacks.CSVLogger` so that ``history.csv`` records it.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["seconds"] = time.perf_counter() - self._start

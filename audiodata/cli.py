@@ -25,6 +25,7 @@ outside it.
 """
 import argparse
 import math
+import numbers
 import re
 
 __all__ = [
@@ -166,7 +167,7 @@ port = int_range(0, 65535, name="port", description="a port number in [0, 65535]
 n_jobs = NumberType(int, 1, also=(-1,), name="n_jobs", description="-1 (all cores) or a positive integer")
 
 
-def require(kind, value, name):
+def require(kind, value, name, strict=False):
     """``kind(value)`` for a value from a config file or a call, as a :class:`ParameterError` naming ``name``.
 
     The library's entry points check their numbers with the same types as the command lines::
@@ -174,12 +175,21 @@ def require(kind, value, name):
         epochs = require(positive_int, config["epochs"], "epochs")
 
     A string is refused even where its text would parse: values from YAML or code have types.
+    NumPy numbers are taken as the Python numbers they equal (``np.int64(3)`` is 3; ``np.bool_``
+    is refused like ``bool``), and an integral float such as YAML's ``200.0`` is taken as the
+    integer 200 by an integer ``kind``, unless ``strict``: then any float is refused there, as
+    Keras layer arguments and other programmatic sizes are (``n_prototypes=2.0`` is a mistake).
+    The message is ``"<name> must be <kind.description>, got <value>"``.
     """
     from .errors import ParameterError
 
     if isinstance(value, str):
         raise ParameterError(f"{name} must be {kind.description}, got the string {value!r}")
-    if isinstance(value, float) and kind.kind is int and value.is_integer():
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+        value = int(value)  # np.int64 and the like (numpy's bool is no numbers.Integral)
+    elif isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and type(value) is not float:
+        value = float(value)  # np.float32, np.float64 and the like
+    if isinstance(value, float) and kind.kind is int and value.is_integer() and not strict:
         value = int(value)  # YAML's 200.0
     try:
         return kind(value)

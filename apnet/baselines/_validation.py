@@ -1,5 +1,6 @@
 """Argument checks shared by the baseline builders (private)."""
-import numbers
+from audiodata.cli import positive_int, require
+from audiodata.errors import ParameterError
 
 
 def check_input_shape(input_shape, model_name, allow_none_time=False):
@@ -33,4 +34,10 @@ def check_rate(value, name, model_name):
 
 
 def _positive_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+    """Whether ``value`` is a positive integer in the sense of :func:`audiodata.cli.require` (strict:
+    ``int`` or NumPy integer >= 1, never a ``bool``, float or string); the callers raise their own messages."""
+    try:
+        require(positive_int, value, "value", strict=True)
+    except ParameterError:
+        return False
+    return True

@@ -2,6 +2,8 @@
 import keras
 from keras import ops
 
+from audiodata.cli import positive_int, require
+
 
 @keras.saving.register_keras_serializable(package="apnet")
 class PrototypeLayer(keras.layers.Layer):
@@ -15,8 +17,9 @@ class PrototypeLayer(keras.layers.Layer):
     ``D[i, j, f] = sum_{t, c} (Z_i[t, f, c] - P_j[t, f, c]) ** 2``
 
     which is the argument of the exponential of Eq. 6; summing it over ``f``
-    gives ``D_ij`` of Eq. 4 (used by :func:`apnet.losses.prototype_loss`,
-    Eq. 5). Apply :class:`apnet.layers.Similarity` to get ``S_ij[f]`` of Eq. 6.
+    gives ``D_ij`` of Eq. 4 (:func:`apnet.losses.prototype_loss`, Eq. 5, takes
+    this sum with ``frequency_reduction="sum"``, the mean over ``f`` by default).
+    Apply :class:`apnet.layers.Similarity` to get ``S_ij[f]`` of Eq. 6.
 
     The distance is computed without materialising the
     ``(batch, M, T', F', C)`` difference tensor, by expanding
@@ -71,11 +74,7 @@ class PrototypeLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(n_prototypes, bool) or not isinstance(n_prototypes, int) or n_prototypes < 1:
-            raise ValueError(
-                f"`n_prototypes` must be a positive integer; received n_prototypes={n_prototypes!r}"
-            )
-        self.n_prototypes = n_prototypes
+        self.n_prototypes = require(positive_int, n_prototypes, "n_prototypes", strict=True)
         if prototypes_initializer is None:
             prototypes_initializer = keras.initializers.RandomUniform(minval=-0.05, maxval=0.05)
         self.prototypes_initializer = keras.initializers.get(prototypes_initializer)

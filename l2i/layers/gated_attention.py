@@ -2,6 +2,8 @@
 import keras
 from keras import ops
 
+from audiodata.cli import positive_int, require
+
 
 @keras.saving.register_keras_serializable(package="l2i")
 class GatedAttention(keras.layers.Layer):
@@ -43,11 +45,8 @@ class GatedAttention(keras.layers.Layer):
     def __init__(self, units=256, n_heads=1, gate_activation="sigmoid", kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("units", units), ("n_heads", n_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}")
-        self.units = units
-        self.n_heads = n_heads
+        self.units = require(positive_int, units, "units", strict=True)
+        self.n_heads = require(positive_int, n_heads, "n_heads", strict=True)
         self.gate_activation = keras.activations.get(gate_activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)

@@ -152,7 +152,7 @@ def test_bad_arguments_are_rejected(trained, x_train):
         decode_prototypes(plain, x_train)
     with pytest.raises(ValueError, match="batch_size"):
         instance_prototype_distances(trained, x_train, batch_size=0)
-    with pytest.raises(ValueError, match="`k` must be"):
+    with pytest.raises(ValueError, match="k must be a positive integer, got 0"):
         closest_prototypes(trained, x_train[:2], k=0)
     with pytest.raises(ValueError, match="type='logmag'"):
         write_prototypes("unused", {"mel": []}, {"type": "logmag", "sr": 8000})

@@ -30,11 +30,33 @@ def test_prototype_loss_class(rng):
     mean_d = d.mean(axis=-1)
     expected = mean_d.min(axis=1).mean() + mean_d.min(axis=0).mean()
     np.testing.assert_allclose(float(PrototypeLoss()(np.zeros(6), d)), expected, rtol=1e-6)
-    np.testing.assert_allclose(float(PrototypeLoss("sum")(np.zeros(6), d)), float(prototype_loss(d)), rtol=1e-6)
+    np.testing.assert_allclose(float(PrototypeLoss("sum")(np.zeros(6), d)), float(prototype_loss(d, "sum")),
+                               rtol=1e-6)
     np.testing.assert_allclose(float(prototype_loss(d, "mean")), expected, rtol=1e-6)
     revived = keras.losses.deserialize(keras.losses.serialize(PrototypeLoss("sum")))
     assert isinstance(revived, PrototypeLoss) and revived.name == "prototype_loss"
     assert revived.frequency_reduction == "sum"
+
+
+def test_prototype_loss_function_and_class_share_the_default(rng):
+    """prototype_loss and PrototypeLoss once defaulted to opposite reductions ('sum' / 'mean')."""
+    import inspect
+
+    from apnet.losses import DEFAULT_FREQUENCY_REDUCTION
+
+    function_default = inspect.signature(prototype_loss).parameters["frequency_reduction"].default
+    assert function_default == PrototypeLoss().frequency_reduction == DEFAULT_FREQUENCY_REDUCTION == "mean"
+    d = rng.uniform(0, 5, size=(6, 4, 3)).astype("float32")
+    np.testing.assert_allclose(float(prototype_loss(d)), float(PrototypeLoss()(np.zeros(6), d)), rtol=1e-6)
+
+
+def test_losses_docstring_examples():
+    import doctest
+
+    import apnet.losses
+
+    result = doctest.testmod(apnet.losses)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_total_loss_is_eq_10(fsdd_batch):

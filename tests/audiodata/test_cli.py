@@ -321,6 +321,25 @@ def test_require_checks_values_from_configs_and_code():
             cli.require(cli.positive_int, bad, "epochs")
 
 
+def test_require_takes_numpy_numbers_and_strict_refuses_floats():
+    import numpy as np
+
+    from audiodata.errors import ParameterError
+
+    for value in (np.int64(3), np.int32(3), np.uint8(3)):
+        got = cli.require(cli.positive_int, value, "n")
+        assert got == 3 and type(got) is int
+    assert cli.require(cli.positive_int, np.float32(3.0), "n") == 3
+    assert cli.require(cli.positive_float, np.float32(0.5), "x") == 0.5
+    assert cli.require(cli.positive_int, np.int64(3), "n", strict=True) == 3
+    for bad in (np.bool_(True), np.int64(0)):
+        with pytest.raises(ParameterError, match="n must be a positive integer"):
+            cli.require(cli.positive_int, bad, "n")
+    for bad in (3.0, np.float64(3.0), 2.5):
+        with pytest.raises(ParameterError, match=r"n must be a positive integer, got (3\.0|2\.5)$"):
+            cli.require(cli.positive_int, bad, "n", strict=True)
+
+
 @pytest.mark.parametrize("module", ["apnet.training", "l2i.training"])
 def test_fit_resumable_refuses_epochs_below_one_before_writing(module, tmp_path):
     """Config files reach fit_resumable without argparse: epochs 0 or -1 used to save an untrained model."""

@@ -91,14 +91,15 @@ def test_rejects_bad_input_rank():
 
 def test_prototype_loss_matches_numpy(rng):
     d = rng.uniform(0.0, 10.0, size=(7, 4, 5)).astype("float32")
-    got = float(keras.ops.convert_to_numpy(prototype_loss(d)))
+    got = float(keras.ops.convert_to_numpy(prototype_loss(d, "sum")))
     np.testing.assert_allclose(got, numpy_prototype_loss(d), rtol=1e-6)
 
 
 def test_prototype_loss_hand_example():
     # D_ij = [[2, 4], [1, 18]]: mean_i min_j = (2 + 1) / 2, mean_j min_i = (1 + 4) / 2.
     d = np.array([[[1.0, 1.0], [4.0, 0.0]], [[0.5, 0.5], [9.0, 9.0]]], dtype="float32")
-    assert float(keras.ops.convert_to_numpy(prototype_loss(d))) == pytest.approx(4.0)
+    assert float(keras.ops.convert_to_numpy(prototype_loss(d, "sum"))) == pytest.approx(4.0)
+    assert float(keras.ops.convert_to_numpy(prototype_loss(d))) == pytest.approx(2.0)  # default: mean over F' = 2
 
 
 def test_prototype_loss_end_to_end_eq_4_5(rng):
@@ -108,7 +109,7 @@ def test_prototype_loss_end_to_end_eq_4_5(rng):
     layer = PrototypeLayer(n_prototypes=3)
     layer.build(z.shape)
     layer.prototypes.assign(p)
-    got = float(keras.ops.convert_to_numpy(prototype_loss(layer(z))))
+    got = float(keras.ops.convert_to_numpy(prototype_loss(layer(z), "sum")))
     d_ij = ((z.reshape(5, 1, -1).astype("float64") - p.reshape(1, 3, -1)) ** 2).sum(-1)
     expected = d_ij.min(axis=1).mean() + d_ij.min(axis=0).mean()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
