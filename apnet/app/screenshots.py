@@ -139,7 +139,13 @@ def main(argv=None):
     if not chromium:
         print("error: Chromium not found: install Debian's chromium or pass --chromium PATH", file=sys.stderr)
         return 2
-    app = cli.build(args)
+    from audiodata.errors import AudioDataError
+
+    try:
+        app = cli.build(args)
+    except AudioDataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     server, url = _serve(app)
     try:
         take(url, own.output, chromium, own.prototype, own.clip, own.tau, own.retrain_epochs,

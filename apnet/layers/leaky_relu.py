@@ -1,15 +1,17 @@
-"""Leaky ReLU computed as a select, so that TensorFlow's grappler leaves ``Conv2D`` training graphs alone."""
+"""Leaky ReLU computed as ``relu(x) + slope * min(x, 0)``, so that TensorFlow's grappler leaves ``Conv2D`` training graphs alone."""
 import keras
 from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="apnet")
 class LeakyReLU(keras.layers.LeakyReLU):
-    """``x if x > 0 else negative_slope * x``, bit-identical to :class:`keras.layers.LeakyReLU`.
+    """``x if x > 0 else negative_slope * x``, bit-identical to :class:`keras.layers.LeakyReLU` on TensorFlow.
 
-    Same arguments, forward values and gradient as Keras' layer (the gradient is
-    ``negative_slope`` wherever ``x <= 0``, as TensorFlow's ``LeakyReluGrad``), but
-    computed with ``ops.where`` instead of the fused ``LeakyRelu`` kernel.
+    Same arguments, forward values and gradient as Keras' layer (on TensorFlow the gradient
+    is ``negative_slope`` wherever ``x <= 0``, as ``LeakyReluGrad``: ``relu`` gives 0 there
+    and ``minimum``'s gradient goes to ``x`` on ties), but computed as
+    ``relu(x) + negative_slope * minimum(x, 0)`` instead of the fused ``LeakyRelu`` kernel.
+    Both terms are exact (one of them is 0), so the values are those of ``LeakyRelu`` bit for bit.
 
     Why: on the TensorFlow backend, when a ``Conv2D`` (with bias) is followed by a
     ``LeakyRelu`` op in a *training* graph, grappler's remapper tries to fuse
@@ -20,8 +22,10 @@ class LeakyReLU(keras.layers.LeakyReLU):
         '.../LeakyRelu/LeakyReluGrad' exist for missing node '.../BiasAdd'
 
     printed once per compiled training function (every APNet run) and costing every other
-    remapper fusion of that graph. A select is not a fusion candidate, so the pass
-    succeeds. Inference graphs (no gradient) were never affected.
+    remapper fusion of that graph. This form is no fusion candidate, so the pass succeeds.
+    (A select, ``where(x > 0, ...)``, avoids the fusion too but makes oneDNN print
+    ``oneDNN supports DT_BOOL only on platforms with AVX-512`` instead.) Inference graphs
+    (no gradient) were never affected.
 
     Args:
         negative_slope: float >= 0, slope for ``x <= 0`` (APNet: 0.3, Keras 2's default).
@@ -38,4 +42,4 @@ class LeakyReLU(keras.layers.LeakyReLU):
 
     def call(self, inputs):
         slope = ops.cast(self.negative_slope, inputs.dtype)
-        return ops.where(inputs > 0, inputs, inputs * slope)
+        return ops.relu(inputs) + slope * ops.minimum(inputs, ops.zeros((), inputs.dtype))

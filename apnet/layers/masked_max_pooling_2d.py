@@ -136,15 +136,19 @@ class MaskedMaxPooling2D(keras.layers.Layer):
         windows = ops.reshape(padded, (-1, out_h, ph, out_w, pw, channels))
         windows = ops.reshape(ops.transpose(windows, (0, 1, 3, 5, 2, 4)), (-1, out_h, out_w, channels, ph * pw))
         window_max = ops.max(windows, axis=-1, keepdims=True)
-        selected = ops.greater_equal(windows, window_max)
         if self.ties == "first":  # keep only the first maximum of each window
+            selected = ops.greater_equal(windows, window_max)
             n_max_so_far = ops.cumsum(ops.cast(selected, "int32"), axis=-1)
             selected = ops.logical_and(selected, ops.equal(n_max_so_far, 1))
             pooled = ops.sum(ops.where(selected, windows, ops.zeros_like(windows)), axis=-1)
+            mask = ops.cast(selected, x.dtype)
         else:
             pooled = ops.squeeze(window_max, axis=-1)
-
-        mask = ops.cast(selected, x.dtype)
+            # greater_equal(windows, window_max) without a boolean tensor: window_max - windows is 0 at
+            # every maximum and > 0 elsewhere (finite inputs), so 1 - sign(.) is 1 exactly at the maxima.
+            # (A bool op makes TensorFlow's oneDNN print "oneDNN supports DT_BOOL only on platforms with
+            # AVX-512" on every APNet run; sign has a zero gradient, as the cast of a bool.)
+            mask = 1.0 - ops.sign(window_max - windows)
         mask = ops.reshape(mask, (-1, out_h, out_w, channels, ph, pw))
         mask = ops.reshape(ops.transpose(mask, (0, 1, 4, 2, 5, 3)), (-1, padded_h, padded_w, channels))
         mask = mask[:, :height, :width, :]

@@ -42,7 +42,8 @@ def test_imported_refined_apnet_opens_in_the_app(browser, reference_server):
         expect(page.locator("#status-prototypes")).to_have_text("17")
         page.locator('#map .prototype[data-index="0"]').dispatch_event("click")
         expect(page.locator("#selection-title")).to_contain_text("Prototype 0")
-        response = page.request.get(page.locator("#audio-prototype").get_attribute("src"))
+        # Griffin-Lim decoding of a prototype: seconds when idle, beyond Playwright's default 30 s on a busy machine
+        response = page.request.get(page.locator("#audio-prototype").get_attribute("src"), timeout=180_000)
         assert response.ok and response.headers["content-type"].startswith("audio/")
         y, sr = sf.read(io.BytesIO(response.body()))
         assert sr == 22050 and y.size > 0 and abs(y).max() > 0
