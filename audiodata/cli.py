@@ -42,6 +42,7 @@ __all__ = [
     "port",
     "n_jobs",
     "require",
+    "say",
 ]
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -195,3 +196,10 @@ def require(kind, value, name, strict=False):
         return kind(value)
     except argparse.ArgumentTypeError as err:
         raise ParameterError(f"{name} {err}") from None
+
+
+def say(line):
+    """Print one progress or status line of a command line to stderr, at once (stdout keeps the results)."""
+    import sys
+
+    print(line, file=sys.stderr, flush=True)

@@ -119,17 +119,14 @@ def main(argv=None):
 
     from apnet.training import train_fold
 
-    def say(line):
-        print(line, file=sys.stderr, flush=True)
-
     try:
         config = load_config(args)
         run_dir = Path(args.output) / args.model / args.dataset / f"fold{args.fold}" / f"seed{config['seed']}"
         check_resume(run_dir, config)
         run_dir.mkdir(parents=True, exist_ok=True)
-        say(f"run folder: {run_dir}")
+        argtypes.say(f"run folder: {run_dir}")
         if args.download:
-            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=say)
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         results = train_fold(config, args.dataset, args.fold, run_dir, model_name=args.model,
                              data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
@@ -139,7 +136,7 @@ def main(argv=None):
     results = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "seed": config["seed"],
                **results, "command": command}
     write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
-    say(f"run folder: {run_dir} (model.keras, results.json, history.csv)")
+    argtypes.say(f"run folder: {run_dir} (model.keras, results.json, history.csv)")
     print(json.dumps(results))
     return 0
 

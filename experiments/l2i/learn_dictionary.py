@@ -27,9 +27,6 @@ from l2i.runs import dictionary_folder, dictionary_identity, read_identity, writ
 from l2i.training import load_config, load_fold, run_directory, write_results
 
 
-def _say(line):
-    print(line, file=sys.stderr, flush=True)
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,11 +67,11 @@ def main(argv=None):
         print(f"{out_dir / 'W.npy'} exists (same parameters: {identity}); nothing to do")
         return
     write_identity(out_dir, identity)
-    _say(f"run folder: {out_dir}")
+    argtypes.say(f"run folder: {out_dir}")
     start = time.perf_counter()
     try:
         if args.download:
-            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=_say)
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         data = load_fold(args.dataset, args.fold, data_dir=args.data_dir, cache_dir=args.cache_dir, progress=True)
         W, info = learn_dataset_dictionary(args.dataset, data.logmag, data.rows["train"], data.targets["train"],
                                            section, seed=int(config["seed"]))
@@ -86,7 +83,7 @@ def main(argv=None):
     results = {"shape": list(W.shape), "final_objective": objectives, "params": params, "identity": identity,
                "seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)}
     write_results(out_dir / "results.json", results)
-    _say(f"run folder: {out_dir} (W.npy, W.json, results.json)")
+    argtypes.say(f"run folder: {out_dir} (W.npy, W.json, results.json)")
     print(results)
 
 

@@ -49,9 +49,6 @@ from l2i.baselines.training import (BASELINES, NMF_FEATURES, SWEEP_METRICS, sele
 from l2i.training import load_config, run_directory, write_results
 
 
-def _say(line):
-    print(line, file=sys.stderr, flush=True)
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,7 +102,7 @@ def main(argv=None):
     command = [sys.executable] + (sys.argv if argv is None else [__file__] + list(argv))
     if args.download:
         try:
-            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=_say)
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         except AudioDataError as err:
             parser.exit(2, f"error: {cli_error(err)}\n")
     for k, feature, run_dir in combinations:
@@ -113,7 +110,7 @@ def main(argv=None):
         if sweep:
             run_section = dict(config["baselines"][args.baseline], n_components=k, feature=feature)
             run_config = dict(config, baselines=dict(config["baselines"], **{args.baseline: run_section}))
-        _say(f"run folder: {run_dir}")
+        argtypes.say(f"run folder: {run_dir}")
         start = time.perf_counter()
         try:
             results = train_baseline(run_config, args.baseline, args.dataset, args.fold, run_dir,
@@ -130,7 +127,7 @@ def main(argv=None):
             results["sweep"] = {"baseline": args.baseline, "n_components": int(k), "feature": feature,
                                 "metric": f"interpreter.{metric}", "score": results["interpreter"].get(metric)}
         write_results(run_dir / "results.json", results)
-        _say(f"run folder: {run_dir} (results.json, the model, history.csv)")
+        argtypes.say(f"run folder: {run_dir} (results.json, the model, history.csv)")
         print({key: v for key, v in results.items() if key != "config"})
     if sweep:
         selection = select_sweep(args.output, args.baseline, args.dataset)

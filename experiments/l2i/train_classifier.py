@@ -23,9 +23,6 @@ from l2i.runs import classifier_identity, write_identity
 from l2i.training import load_config, run_directory, train_classifier, write_results
 
 
-def _say(line):
-    print(line, file=sys.stderr, flush=True)
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,9 +50,9 @@ def main(argv=None):
     start = time.perf_counter()
     try:
         write_identity(run_dir, identity)
-        _say(f"run folder: {run_dir}")
+        argtypes.say(f"run folder: {run_dir}")
         if args.download:
-            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=_say)
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         results = train_classifier(section, args.dataset, args.fold, run_dir, data_dir=args.data_dir,
                                    cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
     except AudioDataError as err:
@@ -64,7 +61,7 @@ def main(argv=None):
                     "identity": identity,
                     "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})
     write_results(run_dir / "results.json", results)
-    _say(f"run folder: {run_dir} (classifier.keras, results.json, history.csv)")
+    argtypes.say(f"run folder: {run_dir} (classifier.keras, results.json, history.csv)")
     print({k: v for k, v in results.items() if k != "config"})
 
 

@@ -63,9 +63,6 @@ def _dictionary_identity(path, section, dataset):
     return stored or {"kind": "dictionary", "file": str(Path(path).resolve())}
 
 
-def _say(line):
-    print(line, file=sys.stderr, flush=True)
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,11 +138,11 @@ def main(argv=None):
     config["interpreter"] = dict(config.get("interpreter", {}))
     if "hidden_layers" in config["interpreter"]:
         config["interpreter"]["hidden_layers"] = classifier_layers(config["interpreter"]["hidden_layers"])
-    _say(f"run folder: {run_dir}")
+    argtypes.say(f"run folder: {run_dir}")
     start = time.perf_counter()
     try:
         if args.download:
-            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=_say)
+            ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         results = train_interpreter(config, args.dataset, args.fold, run_dir, mode=args.mode, theta=args.theta,
                                     classifier_path=classifier, dictionary_path=dictionary, data_dir=args.data_dir,
                                     cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
@@ -156,7 +153,7 @@ def main(argv=None):
                     "classifier_path": str(classifier) if classifier else None, "dictionary_path": str(dictionary),
                     "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})
     write_results(run_dir / "results.json", results)
-    _say(f"run folder: {run_dir} (interpreter.keras, results.json, history.csv)")
+    argtypes.say(f"run folder: {run_dir} (interpreter.keras, results.json, history.csv)")
     print({k: v for k, v in results.items() if k != "config"})
 
 

@@ -4,7 +4,6 @@ Real FSDD clips (fold 1), subsampled to a few batches so that each run takes sec
 """
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from tests.global_state import scramble_global_state
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,12 +70,6 @@ def assert_same_run(a, b):
     for x, y in zip(ma.get_weights(), mb.get_weights()):
         assert np.array_equal(x, y)
 
-
-def scramble_global_state():
-    """Reseed every global generator, so nothing of the resumed run may depend on them."""
-    keras.utils.set_random_seed(4321)
-    random.seed(12345)
-    np.random.seed(777)
 
 
 @pytest.mark.parametrize("model_name", ["sb_cnn"])

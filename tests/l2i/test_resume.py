@@ -4,7 +4,6 @@ Real ESC-10 clips of fold 1 (tests/l2i/_esc10.py), subsampled to a few batches.
 """
 import dataclasses
 import json
-import random
 from pathlib import Path
 
 import h5py
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.global_state import scramble_global_state
 from tests.l2i._esc10 import TINY_CLASSIFIER, TINY_INTERPRETER, esc10_fold1, l2i_cache_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,11 +90,6 @@ def assert_same_model_file(a, b):
     for x, y in zip(ma.get_weights(), mb.get_weights()):
         assert np.array_equal(x, y)
 
-
-def scramble_global_state():
-    keras.utils.set_random_seed(4321)
-    random.seed(12345)
-    np.random.seed(777)
 
 
 def test_resumed_classifier_is_the_uninterrupted_run(small_esc10, tmp_path):
