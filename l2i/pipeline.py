@@ -283,9 +283,10 @@ def class_index(run, name):
 def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False):
     """Any audio file as one mono clip of ``duration`` seconds at ``sr`` Hz.
 
-    The file is decoded (WAV, FLAC, OGG), mixed down to mono by averaging the
-    channels, resampled to ``sr``, and the window ``[start, start + duration)``
-    is kept (zero-padded at the end when the file is shorter). Longer files: pick
+    Only the window ``[start, start + duration)`` of the file (WAV, FLAC, OGG) is
+    decoded (:func:`audiodata.io.load_audio` with ``offset``), mixed down to mono by
+    averaging the channels, resampled to ``sr`` and zero-padded at the end when the
+    file is shorter. Longer files: pick
     the window with ``start``. Then, with ``peak_normalize``, the window is divided
     by its peak exactly as the training clips were
     (:func:`audiodata.features.extract.peak_normalize`; pass the run's
@@ -306,28 +307,28 @@ def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False):
     -------
     y : np.ndarray [shape=(round(sr * duration),)], float32
     info : dict
-        ``original_sr``, ``channels``, ``seconds`` (length of the file), ``start``.
+        ``original_sr``, ``channels``, ``seconds`` (length of the file from its header; None when
+        the header does not give it, e.g. a streamed FLAC), ``start``.
 
     Raises
     ------
     AudioFileError
         The file is missing, empty, not audio, holds NaN/Inf, or ends before ``start``.
     """
-    import soundfile as sf
-
     from audiodata.features.extract import peak_normalize as _peak_normalize
-    from audiodata.io import fix_duration, load_audio
+    from audiodata.io import audio_info, load_audio
 
     if not float(start) >= 0:
         raise ParameterError(f"start must be >= 0 seconds, got {start!r}")
-    y, _ = load_audio(path, sr=sr, mono=True)
-    meta = sf.info(str(path))
-    first = int(round(float(start) * sr))
-    if first >= y.size:
-        raise AudioFileError(path, f"lasts {y.size / sr:.2f} s; nothing to analyse from start={start} s")
-    info = {"original_sr": int(meta.samplerate), "channels": int(meta.channels), "seconds": y.size / sr,
+    header = audio_info(path)
+    if header.seconds is not None and float(start) >= header.seconds:
+        raise AudioFileError(path, f"lasts {header.seconds:.2f} s; nothing to analyse from start={start} s")
+    # Only the window is decoded (the header is read first): the same samples as decoding the whole
+    # file, resampling and cutting, without decoding hours of audio for a 5-second clip.
+    y, _ = load_audio(path, sr=sr, mono=True, offset=float(start), duration=duration)
+    info = {"original_sr": int(header.samplerate), "channels": int(header.channels), "seconds": header.seconds,
             "start": float(start)}
-    return _peak_normalize(fix_duration(y[first:], sr, duration), peak_normalize), info
+    return _peak_normalize(y, peak_normalize), info
 
 
 @dataclass

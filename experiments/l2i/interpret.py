@@ -44,7 +44,8 @@ def main(argv=None):
     except AudioDataError as err:
         parser.exit(2, f"error: {err}\n")
     summary = explanation.summary()
-    print(f"file: {args.audio} ({info['original_sr']} Hz, {info['channels']} channel(s), {info['seconds']:.2f} s; "
+    print(f"file: {args.audio} ({info['original_sr']} Hz, {info['channels']} channel(s), "
+          f"{'length unknown' if info['seconds'] is None else format(info['seconds'], '.2f') + ' s'}; "
           f"analysed {run.duration:g} s from {info['start']:g} s at {run.sr} Hz mono)")
     print("prediction of f: " + ", ".join(f"{k} {v:.3f}" for k, v in summary["top5_classifier"].items()))
     print(f"interpreted class: {summary['class']} (p = {summary['class_probability']:.3f})")
