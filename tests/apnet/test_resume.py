@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.global_state import scramble_global_state
+from tests.global_state import backup_arrays, scramble_global_state
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,19 +47,9 @@ def small_fsdd(fsdd_fold, monkeypatch):
     return fold
 
 
-def backup_weights(run_dir):
-    """Every array of the backed-up weights file (weights, optimizer state) by HDF5 path."""
-    (path,) = (Path(run_dir) / "backup").glob("*.weights.h5")
-    arrays = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
-                          else None)
-    return arrays
-
-
 def assert_same_run(a, b):
     """Same last-epoch weights and optimizer state, same best model, same history (except timings)."""
-    wa, wb = backup_weights(a), backup_weights(b)
+    wa, wb = backup_arrays(a), backup_arrays(b)
     assert sorted(wa) == sorted(wb)
     different = [name for name in wa if not np.array_equal(wa[name], wb[name])]
     assert not different, f"{len(different)} of {len(wa)} backed-up arrays differ, e.g. {different[:3]}"
@@ -186,7 +175,7 @@ def test_nan_loss_stops_fit_and_keeps_the_last_finite_backup(small_fsdd, fsdd_sc
     # Nothing of the diverged epoch was saved: backup, history and best model are those of epoch 1.
     assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"] == 1
     assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0]
-    assert all(np.all(np.isfinite(a)) for a in backup_weights(tmp_path).values())
+    assert all(np.all(np.isfinite(a)) for a in backup_arrays(tmp_path).values())
     # Resuming (features repaired) continues from the finite weights of epoch 1.
     Poisoned.set_epoch = FeatureBatches.set_epoch
     features.poisoned = False

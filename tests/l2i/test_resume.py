@@ -6,14 +6,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.global_state import scramble_global_state
+from tests.global_state import backup_arrays, h5_arrays, scramble_global_state
 from tests.l2i._esc10 import TINY_CLASSIFIER, TINY_INTERPRETER, esc10_fold1, l2i_cache_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,19 +57,6 @@ def dictionary(tmp_path_factory):
     path = tmp_path_factory.mktemp("dictionary") / "W"
     save_dictionary(path, W / np.linalg.norm(W, axis=0))
     return path
-
-
-def backup_arrays(run_dir):
-    (path,) = (Path(run_dir) / "backup").glob("*.weights.h5")
-    return h5_arrays(path)
-
-
-def h5_arrays(path):
-    arrays = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
-                          else None)
-    return arrays
 
 
 def assert_same_arrays(a, b):
