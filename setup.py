@@ -1,4 +1,4 @@
-"""Installable package: shared audio/datasets/features (audiodata), APNet (apnet) and L2I (l2i)."""
+"""Installable packages: audio/datasets/features (audiodata), runs (audioruns), APNet (apnet), L2I (l2i), web app (audioapp)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -19,8 +19,9 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["audiodata", "audiodata.*", "apnet", "apnet.*", "l2i", "l2i.*"]),
-    package_data={"audiodata": ["configs/*.yaml"], "apnet.app": ["static/*.html", "static/*.js", "static/*.css"]},
+    packages=find_packages(include=["audiodata", "audiodata.*", "audioruns", "audioruns.*", "apnet", "apnet.*",
+                                    "l2i", "l2i.*", "audioapp", "audioapp.*"]),
+    package_data={"audiodata": ["configs/*.yaml"], "audioapp": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=_requirements(),
     extras_require={
         # notebooks/: `pip install -e ".[notebooks]"`, then `jupyter lab notebooks/apnet/` (or notebooks/l2i/).
@@ -30,6 +31,6 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6", "jax>=0.4",
                  "playwright>=1.40", "httpx>=0.27"],
     },
-    entry_points={"console_scripts": ["apnet-app = apnet.app.cli:main"]},
+    entry_points={"console_scripts": ["apnet-app = audioapp.cli:main", "audio-app = audioapp.cli:main"]},
     license="MIT",
 )

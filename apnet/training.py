@@ -24,10 +24,10 @@ import pandas as pd
 from apnet.initializers import PrototypeClassKernel
 from apnet.losses import PrototypeLoss
 from apnet.model import APNet
-from audiodata.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
+from audioruns.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
                                    load_model_file)  # load_model_file: also used as apnet.training.load_model_file
 # Re-exported: apnet.training.EpochTimer / completed_epochs are used by name (tests, docs); defined once there.
-from audiodata.checkpoints import EpochTimer, completed_epochs  # noqa: F401
+from audioruns.checkpoints import EpochTimer, completed_epochs  # noqa: F401
 from audiodata.cli import positive_int, require
 from audiodata.features.normalization import load_scaler  # noqa: F401  (re-exported: runs' scaler.json)
 
@@ -93,7 +93,7 @@ class FeatureBatches(keras.utils.PyDataset):
     reorder them and the epoch is set explicitly: :func:`fit_resumable` passes
     ``shuffle=False`` to ``fit`` (Keras would otherwise shuffle the batch order with Python's
     global ``random``, which a resume does not restore) and calls :meth:`set_epoch` at the
-    start of every epoch (:class:`audiodata.checkpoints.EpochOrder`). Under a plain ``fit``,
+    start of every epoch (:class:`audioruns.checkpoints.EpochOrder`). Under a plain ``fit``,
     :meth:`on_epoch_end` advances the epoch; Keras calls it once before the first epoch too,
     so there epoch ``e`` uses the order of ``e + 1``.
 
@@ -291,7 +291,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     Unlike :class:`keras.callbacks.EarlyStopping`, its counter starts from a given state
     (:func:`early_stopping_state` of the epochs already logged), so a resumed run stops at
     the same epoch as an uninterrupted one. It does not restore weights: the best epoch is
-    kept by :class:`audiodata.checkpoints.AtomicModelCheckpoint` in :func:`fit_resumable`.
+    kept by :class:`audioruns.checkpoints.AtomicModelCheckpoint` in :func:`fit_resumable`.
 
     Args:
         monitor: str, a key of the epoch logs.
@@ -336,10 +336,10 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
     Writes into ``run_dir``:
 
     * ``model.keras`` -- the model of the epoch with the highest ``monitor`` (Section 4.4),
-      replaced atomically (:class:`audiodata.checkpoints.AtomicModelCheckpoint`);
+      replaced atomically (:class:`audioruns.checkpoints.AtomicModelCheckpoint`);
     * ``backup/`` -- the last epoch's weights, optimizer state, dropout seed-generator states
       and epoch number, committed atomically
-      (:class:`audiodata.checkpoints.AtomicBackupAndRestore`, kept after training);
+      (:class:`audioruns.checkpoints.AtomicBackupAndRestore`, kept after training);
     * ``history.csv`` -- one row per epoch (losses, metrics, ``seconds``), appended to on
       resume.
 
@@ -349,12 +349,12 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
     better one than the best in the history. The resumed run is the run it resumes, bit for
     bit, when ``train_data`` is a :class:`keras.utils.PyDataset` whose order depends on the
     epoch only (``set_epoch``, as :class:`FeatureBatches`): ``fit`` gets ``shuffle=False`` and
-    :class:`audiodata.checkpoints.EpochOrder` sets the epoch, and the backup restores
+    :class:`audioruns.checkpoints.EpochOrder` sets the epoch, and the backup restores
     weights, optimizer and seed generators. (Other ``train_data`` are passed with Keras'
     default ``shuffle=True``; their resume is not reproducible.)
 
     A NaN or infinite loss (any ``*loss`` of the logs, validation included) or weight stops
-    training at once (:class:`audiodata.checkpoints.DivergenceGuard`, the first callback):
+    training at once (:class:`audioruns.checkpoints.DivergenceGuard`, the first callback):
     nothing of the diverged epoch is saved (no backup, history row or checkpoint), so the
     backup keeps the last finite epoch.
 

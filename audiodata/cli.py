@@ -1,6 +1,6 @@
 """Validating ``type=`` callables for the numeric options of every command line of the project.
 
-Every numeric option of ``experiments/``, ``apnet.app`` and ``benchmarks/`` takes one of these
+Every numeric option of ``experiments/``, ``audioapp`` and ``benchmarks/`` takes one of these
 instead of a bare ``int`` or ``float``, so that a value outside the option's range is refused by
 argparse itself, before anything is loaded or written, with argparse's usual one-line error and
 exit status 2::

@@ -56,7 +56,7 @@ class DownloadError(AudioDataError, OSError):
 class ModelFileError(AudioDataError, ValueError):
     """A saved model or weights file that cannot be read: missing, truncated or corrupt.
 
-    Raised by :func:`audiodata.checkpoints.load_model_file` (a ``ValueError``, as the
+    Raised by :func:`audioruns.checkpoints.load_model_file` (a ``ValueError``, as the
     ``keras.models.load_model`` error it replaces).
 
     Attributes

@@ -4,7 +4,7 @@ ESC-50 shapes (Sec. IV-A, Table II): log-mel input 431 x 128 to the frozen class
 (Kumar et al.'s CNN at full width), log-magnitude target 431 x 513, K = 100 components,
 50 classes, Theta_ATT, Psi width 256 (``experiments/l2i/configs/esc50.yaml``). Inputs are
 random (the time of a step does not depend on the values). One step = ``train_on_batch``
-of :class:`l2i.training.L2ITrainer` in ``"posthoc"`` mode (compiled graph, not eager); the
+of :class:`l2i.trainer.L2ITrainer` in ``"posthoc"`` mode (compiled graph, not eager); the
 first ``--warmup`` steps (tracing, allocation) are dropped and the median of the next
 ``--steps`` is reported. Prints one JSON line.
 
@@ -41,7 +41,7 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     from l2i.classifier import KumarCNN
-    from l2i.training import L2ITrainer
+    from l2i.trainer import L2ITrainer
 
     rng = np.random.default_rng(0)
     n_frames, n_mels, n_bins, n_classes, batch = 431, 128, 513, 50, args.batch_size

@@ -4,7 +4,7 @@ from l2i.classifier import KumarCNN, load_pretrained_weights
 from l2i.interpreter import L2IInterpreter, build_interpreter
 from l2i.losses import nmf_reconstruction_loss
 from l2i.nmf import learn_dictionary, load_dictionary, nmf_activations, save_dictionary
-from l2i.training import L2ITrainer
+from l2i.trainer import L2ITrainer
 
 __all__ = [
     "KumarCNN",

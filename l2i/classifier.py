@@ -252,7 +252,7 @@ def load_pretrained_weights(model, path, skip_mismatch=()):
     if name.endswith(".npz"):
         stored = _npz_weights(path)
     elif name.endswith(".keras"):
-        from audiodata.checkpoints import load_model_file
+        from audioruns.checkpoints import load_model_file
 
         stored = _model_weights(load_model_file(path, compile=False))
     elif name.endswith(".h5"):

@@ -38,7 +38,7 @@ def nmf_reconstruction_loss(X, X_hat, reduction="sum"):
         'sum' (default): Eq. 3 as written, summed over the bins. 'mean': the mean
         per bin, ``mean_{b,f,t}``, i.e. the 'sum' value divided by ``F * T``: the
         scale of the paper's reported ``L_NMF`` (Tables VI-VII), used by
-        :class:`l2i.training.L2ITrainer` and the evaluation (``test_nmf_loss``).
+        :class:`l2i.trainer.L2ITrainer` and the evaluation (``test_nmf_loss``).
 
     Returns
     -------

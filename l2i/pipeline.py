@@ -239,7 +239,7 @@ def load_run(model_dir, dataset=None):
     import keras
 
     import l2i  # noqa: F401  (registers the serialisable classes)
-    from audiodata.checkpoints import load_model_file
+    from audioruns.checkpoints import load_model_file
     from audiodata.features import load_feature_params
 
     path = _find_interpreter(model_dir)

@@ -27,14 +27,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import ops
 
-from audiodata.checkpoints import (AtomicBackupAndRestore, DivergenceGuard, EpochOrder, EpochTimer, completed_epochs,
+from audioruns.checkpoints import (AtomicBackupAndRestore, DivergenceGuard, EpochOrder, EpochTimer, completed_epochs,
                                    load_model_file, load_weights_file, save_model_atomic, write_text_atomic)
 from audiodata.cli import positive_int, require
 from l2i.classifier import KumarCNN
-from l2i.interpreter import L2IInterpreter
-from l2i.losses import crossentropy, masked_binary_crossentropy, nmf_reconstruction_loss
+from l2i.trainer import MODES, L2ITrainer
+from l2i.losses import masked_binary_crossentropy, nmf_reconstruction_loss
 
 __all__ = [
     "MODES",
@@ -58,9 +57,6 @@ __all__ = [
     "evaluate_interpreter",
 ]
 
-#: Training modes: post-hoc (Eq. 4-5, f frozen), by design (Sec. III-C), by design without L_f
-#: ("L2I_BD-NoPred", Sec. IV-C: the classification loss on g(x) instead of f(x)).
-MODES = ("posthoc", "bydesign", "bydesign_nopred")
 #: Datasets whose labels are multi-label (sigmoid outputs, BCE losses).
 MULTILABEL = {"esc50": False, "esc10": False, "sonyc_ust": True, "openmic": True}
 
@@ -70,150 +66,6 @@ def run_directory(output, dataset, fold, seed):
     path = Path(output) / "l2i" / dataset / f"fold{int(fold)}" / f"seed{int(seed)}"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-# --------------------------------------------------------------------------- losses
-
-
-# masked_binary_crossentropy (re-exported here), crossentropy (Eq. 1-2) and L_NMF live in l2i.losses.
-
-
-# --------------------------------------------------------------------------- the trained model
-
-
-@keras.saving.register_keras_serializable(package="l2i")
-class L2ITrainer(keras.Model):
-    """The model fitted to train L2I: interpreter (+ f's output) with the loss of ``mode``.
-
-    Builds :class:`l2i.interpreter.L2IInterpreter` on ``classifier`` and returns
-    ``{"interpreter": Theta(H), "reconstruction": W H, "activations": H}`` plus
-    ``"classifier": f(x)`` when f is trained (by-design modes). Targets are a dict
-    ``{"labels": y, "spectrogram": X (batch, F, T), "teacher": f(x)}``
-    (:class:`L2IBatches`). The loss (:meth:`compute_loss`) is
-
-    * ``"posthoc"`` (Eq. 4-5): ``L_FID(teacher, Theta(H)) + alpha L_NMF + beta |H|_1``,
-      with f frozen (all its layers non-trainable, batch norms in inference mode) and
-      ``teacher`` its pre-computed output;
-    * ``"bydesign"`` (Sec. III-C): ``L_f(y, f(x)) + gamma L_FID(f(x), Theta(H)) +
-      alpha L_NMF + beta |H|_1``, everything trained jointly; the fidelity target
-      ``f(x)`` is held constant in the gradient (the interpreter mimics f, not the
-      other way round; f's hidden layers still receive L_FID through H);
-    * ``"bydesign_nopred"`` (L2I_BD-NoPred, Sec. IV-C): the classification loss on
-      ``g(x) = Theta(H)`` instead of ``f(x)``: ``L(y, Theta(H)) + alpha L_NMF + beta |H|_1``
-      (no fidelity term: f's own output is never trained in this variant).
-
-    ``L_NMF`` is the mean squared error per bin and ``|H|_1`` the mean absolute
-    activation (see the module docstring). The terms are logged as ``fidelity_loss``,
-    ``classification_loss``, ``nmf_loss``, ``sparsity_loss``.
-
-    Args:
-        classifier: :class:`l2i.classifier.KumarCNN` (its layers are shared; in
-            ``"posthoc"`` mode they are frozen by this constructor).
-        dictionary: array ``(F, K)``, the fixed NMF dictionary ``W``.
-        mode: one of :data:`MODES`.
-        alpha: weight of ``L_NMF`` (Eq. 4; Tables II-III).
-        beta: weight of ``||H||_1`` (Eq. 4; Tables II-III).
-        gamma: weight of ``L_FID`` in the by-design loss (Sec. III-C; Table III).
-        theta: ``"att"`` or ``"max"``.
-        interpreter_kwargs: dict of further :class:`L2IInterpreter` arguments.
-        **kwargs: ``name``, ``trainable``.
-
-    Example:
-
-    >>> import numpy as np
-    >>> f = KumarCNN(n_classes=2, n_frames=128, filters=(2, 2, 2, 4, 4, 4), head_filters=4)
-    >>> trainer = L2ITrainer(f, np.ones((513, 3), "float32"), mode="posthoc",
-    ...                      interpreter_kwargs={"psi_channels": 4, "attention_units": 4})
-    >>> sorted(trainer.output)  # a dict of outputs; the losses read them by these keys
-    ['activations', 'interpreter', 'reconstruction']
-
-    References:
-        Parekh et al., IEEE/ACM TASLP 2024: Eq. 1-5 (post-hoc), Sec. III-C (by design),
-        Sec. IV-B5 (Adam, 2e-4), Sec. IV-C (L2I_BD-NoPred).
-    """
-
-    def __init__(self, classifier, dictionary, mode="posthoc", alpha=10.0, beta=0.8, gamma=1.0, theta="att",
-                 interpreter_kwargs=None, **kwargs):
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}; received mode={mode!r}")
-        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-            if not float(value) >= 0:
-                raise ValueError(f"`{name}` must be >= 0; received {name}={value!r}")
-        interpreter_kwargs = dict(interpreter_kwargs or {})
-        if mode == "posthoc":
-            classifier.trainable = False
-        interpreter = L2IInterpreter(classifier, dictionary, theta=theta, **interpreter_kwargs)
-        prediction, reconstruction, activations = interpreter.outputs
-        outputs = {"interpreter": prediction, "reconstruction": reconstruction, "activations": activations}
-        if mode != "posthoc":
-            outputs["classifier"] = classifier.outputs[0]
-        super().__init__(inputs=interpreter.inputs[0], outputs=outputs, **kwargs)
-
-        self.classifier = classifier
-        self.interpreter = interpreter
-        self.mode = mode
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.gamma = float(gamma)
-        self.theta = theta
-        self.interpreter_kwargs = interpreter_kwargs
-        self.multilabel = interpreter.multilabel
-        self.fidelity_tracker = keras.metrics.Mean(name="fidelity_loss")
-        self.classification_tracker = keras.metrics.Mean(name="classification_loss")
-        self.nmf_tracker = keras.metrics.Mean(name="nmf_loss")
-        self.sparsity_tracker = keras.metrics.Mean(name="sparsity_loss")
-
-    def loss_terms(self, y, y_pred):
-        """The terms ``{"fidelity", "classification", "nmf", "sparsity"}`` (0 when unused) and the total."""
-        g = y_pred["interpreter"]
-        nmf = nmf_reconstruction_loss(y["spectrogram"], y_pred["reconstruction"], reduction="mean")
-        sparsity = ops.mean(ops.abs(y_pred["activations"]))
-        zero = ops.zeros((), dtype=nmf.dtype)
-        if self.mode == "posthoc":
-            fidelity = crossentropy(ops.cast(y["teacher"], g.dtype), g, self.multilabel)
-            classification = zero
-            total = fidelity
-        elif self.mode == "bydesign":
-            f_out = y_pred["classifier"]
-            classification = crossentropy(y["labels"], f_out, self.multilabel)
-            fidelity = crossentropy(ops.stop_gradient(f_out), g, self.multilabel)
-            total = classification + self.gamma * fidelity
-        else:
-            classification = crossentropy(y["labels"], g, self.multilabel)
-            fidelity = zero
-            total = classification
-        total = total + self.alpha * nmf + self.beta * sparsity
-        return {"fidelity": fidelity, "classification": classification, "nmf": nmf, "sparsity": sparsity}, total
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        terms, total = self.loss_terms(y, y_pred)
-        self.fidelity_tracker.update_state(terms["fidelity"])
-        self.classification_tracker.update_state(terms["classification"])
-        self.nmf_tracker.update_state(terms["nmf"])
-        self.sparsity_tracker.update_state(terms["sparsity"])
-        if self.losses:
-            total = total + ops.sum(self.losses)
-        return total
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "dictionary": self.interpreter.dictionary_value.tolist(),
-            "mode": self.mode,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "theta": self.theta,
-            "interpreter_kwargs": self.interpreter_kwargs,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
-        return cls(**config)
 
 
 # --------------------------------------------------------------------------- data
@@ -284,7 +136,7 @@ class EpochOrderedBatches(keras.utils.PyDataset):
     and ``fit`` does not reorder the batches: :func:`fit_resumable` passes ``shuffle=False``
     (Keras' shuffling of a PyDataset uses Python's global ``random``, which a resume does not
     restore) and calls :meth:`set_epoch` at the start of each epoch
-    (:class:`audiodata.checkpoints.EpochOrder`). Under a plain ``fit``, :meth:`on_epoch_end`
+    (:class:`audioruns.checkpoints.EpochOrder`). Under a plain ``fit``, :meth:`on_epoch_end`
     advances the epoch (Keras calls it once before the first epoch too, so epoch ``e`` then
     uses the order of ``e + 1``). Subclasses read the batch in :meth:`_batch`, given the
     positions and their row numbers.
@@ -415,7 +267,7 @@ class _BestWeights(keras.callbacks.Callback):
     """Saves the weights of the epoch with the highest ``monitor`` (strictly above the best so far).
 
     ``best.weights.h5`` then ``best.json`` are each replaced atomically
-    (:func:`audiodata.checkpoints.save_model_atomic`, :func:`~audiodata.checkpoints.write_text_atomic`).
+    (:func:`audioruns.checkpoints.save_model_atomic`, :func:`~audioruns.checkpoints.write_text_atomic`).
     Runs after the backup: an interruption between the backup of epoch ``e`` and the save of
     its best weights (or between the two files) leaves ``history.csv`` naming ``e`` as best
     while ``best.json`` names an earlier epoch; the backup then holds exactly ``e``'s
@@ -460,17 +312,17 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None
 
     Keeps ``run_dir/backup`` (weights, optimizer state, seed-generator states of the
     dropout / sampling layers, epoch; committed atomically at the end of each epoch by
-    :class:`audiodata.checkpoints.AtomicBackupAndRestore`) and appends one row per epoch to
+    :class:`audioruns.checkpoints.AtomicBackupAndRestore`) and appends one row per epoch to
     ``run_dir/history.csv`` (losses and ``seconds``). A second call on the same folder
     continues where the first stopped; with all epochs done it only restores the weights.
     The resumed run ends with the weights and losses of an uninterrupted one, bit for bit,
     when ``train_data`` is a :class:`keras.utils.PyDataset` ordered by ``(seed, epoch)``
     (``set_epoch``, as :class:`L2IBatches`): ``fit`` gets ``shuffle=False`` and
-    :class:`audiodata.checkpoints.EpochOrder` sets the epoch.
+    :class:`audioruns.checkpoints.EpochOrder` sets the epoch.
 
     A NaN or infinite loss (every ``*loss`` entry of the logs) or weight stops training
     with :class:`audiodata.errors.TrainingDivergedError` naming ``run_dir``, the epoch, the
-    batch and the loss (:class:`audiodata.checkpoints.DivergenceGuard`, the first
+    batch and the loss (:class:`audioruns.checkpoints.DivergenceGuard`, the first
     callback): nothing of that epoch is saved, the backup keeps the last finite epoch.
 
     With ``validation``, a callback that adds ``validation.monitor`` to each epoch's logs

@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 from audiodata import cli as argtypes
-from audiodata.checkpoints import load_model_file, write_text_atomic
+from audioruns.checkpoints import load_model_file, write_text_atomic
 
 METHODS = ("prototypes", "channels")
 RULES = ("authors", "paper")  # apnet.refinement.RULES, without importing Keras for --help

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from audiodata import cli as argtypes
-from audiodata.checkpoints import write_text_atomic
+from audioruns.checkpoints import write_text_atomic
 from audiodata.download import add_download_options
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

@@ -176,7 +176,7 @@ class TDLNMFClassifier:
                             loss=masked_binary_crossentropy if self.multilabel else "categorical_crossentropy")
         train = _ClipBatches(X, rows, Y, self.batch_size, transform, shuffle=True, seed=self.seed)
         if run_dir is None:
-            from audiodata.checkpoints import DivergenceGuard, EpochOrder
+            from audioruns.checkpoints import DivergenceGuard, EpochOrder
 
             # shuffle=False: the batches are ordered by (seed, epoch) (Keras' shuffle uses the global `random`).
             self.history_ = self.model_.fit(train, epochs=self.epochs, verbose=self.verbose, shuffle=False,

@@ -26,7 +26,7 @@ a re-run continues from the last completed epoch and ends with the weights of an
 uninterrupted run (``tdl_nmf`` also keeps its ``W_0``, standardisation and initial read-out
 in ``tdl_nmf_init.npz``); a NaN/Inf loss stops them with
 :class:`audiodata.errors.TrainingDivergedError`. Model files are written atomically
-(:func:`audiodata.checkpoints.save_model_atomic`). ``nmf``'s dictionary NMF
+(:func:`audioruns.checkpoints.save_model_atomic`). ``nmf``'s dictionary NMF
 saves ``W``, ``H`` and its iteration to ``nmf_dictionary_checkpoint.npz`` every
 ``checkpoint_every`` iterations (default 10) and a re-run continues from there; the
 encoding and the logistic regression (minutes) are redone.
@@ -46,7 +46,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiodata.checkpoints import load_model_file, save_model_atomic
+from audioruns.checkpoints import load_model_file, save_model_atomic
 from audiodata.errors import ParameterError
 from l2i.training import L2IBatches, _fresh_classifier, _seconds, fit_resumable, load_fold
 

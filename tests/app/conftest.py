@@ -93,7 +93,7 @@ def l2i_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def workspace(apnet_run, shared_data, app_feature_cache):
-    from apnet.app import Workspace
+    from audioapp import Workspace
 
     return Workspace(apnet_run, dataset="fsdd", fold=1, data_dir=shared_data, cache_dir=app_feature_cache,
                      max_points=300)
@@ -101,7 +101,7 @@ def workspace(apnet_run, shared_data, app_feature_cache):
 
 @pytest.fixture(scope="session")
 def explorer(l2i_run, shared_data, tmp_path_factory):
-    from apnet.app.l2i_explorer import L2IExplorer
+    from audioapp.l2i_explorer import L2IExplorer
 
     return L2IExplorer(l2i_run, tmp_path_factory.mktemp("app_cache"), data_dir=shared_data)
 
@@ -136,7 +136,7 @@ def serve_in_thread(app):
 @pytest.fixture(scope="session")
 def live_server(workspace, explorer):
     """Base URL (``http://127.0.0.1:<port>``) of the app served by uvicorn in a daemon thread."""
-    from apnet.app import create_app
+    from audioapp import create_app
 
     with serve_in_thread(create_app(workspace, explorer, max_upload_bytes=TEST_UPLOAD_CAP)) as url:
         yield url

@@ -19,10 +19,10 @@ import pytest
 import soundfile as sf
 
 import apnet  # noqa: F401  (registers the layers for loading)
-from apnet.app import BackgroundJob, create_app
-from apnet.app.errors import Conflict, NotFound
-from apnet.app.files import audio_file, inside
-from apnet.app.server import url_of
+from audioapp import BackgroundJob, create_app
+from audioapp.errors import Conflict, NotFound
+from audioapp.files import audio_file, inside
+from audioapp.server import url_of
 from audiodata.errors import ParameterError
 from tests.app.conftest import TEST_UPLOAD_CAP
 
@@ -264,7 +264,7 @@ def test_uploads_capped_and_checked(client, explorer, shared_data):
 
 
 def test_only_the_last_uploads_are_kept(explorer, shared_data, monkeypatch):
-    import apnet.app.l2i_explorer as module
+    import audioapp.l2i_explorer as module
 
     monkeypatch.setattr(module, "MAX_UPLOADS", 2)
     wav = (shared_data / "fsdd" / "recordings" / "1_theo_1.wav").read_bytes()
@@ -397,7 +397,7 @@ def test_model_file_is_never_overwritten(client, workspace, apnet_run):
     assert summary["source_model"] == str(apnet_run) and "deleted prototype(s) [0]" in summary["edits"][-1]
     assert not list(apnet_run.parent.glob(".model_edited_*"))  # no temporary file left
     # The publishing step itself refuses an existing name, the loaded model included.
-    from apnet.app.workspace import _publish
+    from audioapp.workspace import _publish
 
     temporary = apnet_run.parent / "temporary.bin"
     temporary.write_bytes(b"new")
@@ -408,7 +408,7 @@ def test_model_file_is_never_overwritten(client, workspace, apnet_run):
 
 
 def test_save_into_another_folder_makes_a_loadable_run(workspace, tmp_path, shared_data, app_feature_cache):
-    from apnet.app import Workspace
+    from audioapp import Workspace
 
     saved = workspace.save(tmp_path / "edited")
     folder = Path(saved["path"]).parent
@@ -425,7 +425,7 @@ def test_cli_serves_on_localhost_and_prints_the_url(apnet_run, shared_data, app_
     import urllib.request
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "apnet.app", "--model", str(apnet_run), "--dataset", "fsdd", "--fold", "1",
+    command = [sys.executable, "-m", "audioapp", "--model", str(apnet_run), "--dataset", "fsdd", "--fold", "1",
                "--data-dir", str(shared_data), "--cache-dir", str(app_feature_cache), "--port", "0",
                "--max-points", "50", "--work-dir", str(tmp_path / "work")]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -447,7 +447,7 @@ def test_cli_serves_on_localhost_and_prints_the_url(apnet_run, shared_data, app_
 
 
 def test_cli_refuses_a_fold_the_model_was_not_trained_on(apnet_run, shared_data, app_feature_cache, capsys):
-    from apnet.app.cli import main
+    from audioapp.cli import main
 
     argv = ["--model", str(apnet_run), "--fold", "2", "--data-dir", str(shared_data), "--cache-dir",
             str(app_feature_cache), "--port", "0"]
@@ -460,7 +460,7 @@ def test_cli_refuses_a_fold_the_model_was_not_trained_on(apnet_run, shared_data,
 
 def test_pages_show_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
     """Pages (and so screenshots) never show the machine's absolute path of a folder under the cwd."""
-    from apnet.app.workspace import _shown
+    from audioapp.workspace import _shown
 
     inside = tmp_path / "results" / "apnet" / "fsdd"
     monkeypatch.chdir(tmp_path)

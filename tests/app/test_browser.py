@@ -48,8 +48,8 @@ def page(browser, live_server):
 
 
 def keep(page, folder, name):
-    """Full-page screenshot, reduced to a 128-colour PNG (:func:`apnet.app.screenshots.save_screenshot`)."""
-    from apnet.app.screenshots import save_screenshot
+    """Full-page screenshot, reduced to a 128-colour PNG (:func:`audioapp.screenshots.save_screenshot`)."""
+    from audioapp.screenshots import save_screenshot
 
     path = save_screenshot(page, Path(folder) / f"{name}.png")
     assert path.stat().st_size > 10_000
@@ -243,10 +243,10 @@ def test_l2i_page(page, live_server, explorer, shared_data, tmp_path, screenshot
 
 
 def test_screenshot_script_writes_every_page(live_server, browser, workspace, tmp_path):
-    """``python -m apnet.app.screenshots``'s browser part on the test app: four pages, nothing edited."""
+    """``python -m audioapp.screenshots``'s browser part on the test app: four pages, nothing edited."""
     from PIL import Image
 
-    from apnet.app.screenshots import take
+    from audioapp.screenshots import take
 
     before = workspace.current.id
     paths = take(live_server, tmp_path, prototype=0, clip="1-100032-A-0", tau=0.1, with_l2i=True, browser=browser,

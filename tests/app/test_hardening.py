@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from apnet.app import create_app
+from audioapp import create_app
 from tests.app.conftest import TEST_UPLOAD_CAP
 from tests.audio_faults import silence_flac, traced_peak
 
@@ -111,7 +111,7 @@ def test_a_truncated_wav_upload_is_reported(client, shared_data):
 def test_links_out_of_the_data_folder_are_refused_at_every_request(client, workspace, explorer, tmp_path,
                                                                   shared_data, monkeypatch):
     """A link inside (a copy of) the dataset folder pointing outside: 404 at start-up and once re-pointed later."""
-    from apnet.app.rendering import LRUCache
+    from audioapp.rendering import LRUCache
 
     clip_id = workspace.map_ids[0]
     source = Path(workspace.clip(clip_id)["path"])
@@ -244,7 +244,7 @@ def test_edit_fields_are_checked(client, workspace, no_retrain):
 
 # ----------------------------------------------------------------------------- 5. repeated saves
 def test_repeated_saves_cannot_fill_the_disk(client, workspace, tmp_path, monkeypatch):
-    import apnet.app.workspace as module
+    import audioapp.workspace as module
 
     folder = tmp_path / "saves"
     monkeypatch.setattr(workspace, "output_dir", folder)

@@ -19,7 +19,7 @@ REFINED = Path(os.environ.get("AUDIOINTERP_TEST_REFERENCE", ROOT.parent / "share
 
 @pytest.fixture(scope="module")
 def reference_server(shared_data, tmp_path_factory):
-    from apnet.app import Workspace, create_app
+    from audioapp import Workspace, create_app
 
     if not REFINED.is_dir():
         raise FileNotFoundError(f"{REFINED} is missing (the APNet authors' artefacts, ../shared/reference)")

@@ -1,4 +1,4 @@
-"""Tests of audiodata.checkpoints: atomic model files, clear errors for damaged ones, an atomic backup
+"""Tests of audioruns.checkpoints: atomic model files, clear errors for damaged ones, an atomic backup
 that restores the dropout seed generators, and the NaN guard (issue 12, "Nothing silently wrong")."""
 import json
 import random
@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from audiodata.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
+from audioruns.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
                                    load_model_file, load_weights_file, read_backup, save_model_atomic,
                                    seed_generator_states)
 from audiodata.errors import AudioDataError, ModelFileError, TrainingDivergedError

@@ -52,9 +52,9 @@ CLI_OPTIONS = {
     "experiments/l2i/interpret.py": {"--tau": "fraction[0,1)", "--start": "non_negative_float"},
     "experiments/l2i/tables.py": {},
     "experiments/download.py": {},
-    "apnet.app.cli": {"--fold": "positive_int", "--l2i-fold": "positive_int", "--port": "port",
+    "audioapp.cli": {"--fold": "positive_int", "--l2i-fold": "positive_int", "--port": "port",
                       "--max-points": "positive_int", "--max-upload-mb": "max_upload_mb", "--seed": "seed"},
-    "apnet.app.screenshots": {"--prototype": "non_negative_int", "--tau": "fraction[0,1)",
+    "audioapp.screenshots": {"--prototype": "non_negative_int", "--tau": "fraction[0,1)",
                               "--retrain-epochs": "non_negative_int"},
     "benchmarks/apnet_prototype_layer.py": {"--batch": "positive_int", "--n-prototypes": "positive_int",
                                             "--latent": "positive_int", "--repeats": "positive_int",
@@ -286,7 +286,7 @@ def test_bad_values_exit_2_naming_the_option(target, option, capsys):
 
 
 def test_apnet_app_main_returns_2_on_a_bad_option(capsys):
-    from apnet.app.cli import main
+    from audioapp.cli import main
 
     assert main(["--model", "m.keras", "--port", "65536"]) == 2
     assert "argument --port: must be a port number in [0, 65535]" in capsys.readouterr().err

@@ -88,8 +88,8 @@ def test_download_cli_takes_a_mirror(shared_data, server, tmp_path, capsys):  # 
 
 
 def test_app_download_gets_the_dataset_of_the_run(shared_data, server, tmp_path):  # noqa: F811
-    """``python -m apnet.app --download``: the dataset named by the run folder is fetched before anything loads."""
-    from apnet.app.cli import download_datasets, parse_args
+    """``python -m audioapp --download``: the dataset named by the run folder is fetched before anything loads."""
+    from audioapp.cli import download_datasets, parse_args
 
     _fsdd(shared_data, server, n=5)
     run = tmp_path / "results" / "apnet" / "fsdd" / "fold1" / "seed0"

@@ -3,7 +3,7 @@ import threading
 import time
 import traceback
 
-from apnet.app.errors import Conflict
+from audioapp.errors import Conflict
 
 
 class BackgroundJob:

@@ -1,5 +1,5 @@
-"""The HTTP layer: a Starlette application over a :class:`~apnet.app.workspace.Workspace` (and an optional
-:class:`~apnet.app.l2i_explorer.L2IExplorer`), serving three pages, a JSON API, PNG images and WAV audio.
+"""The HTTP layer: a Starlette application over a :class:`~audioapp.workspace.Workspace` (and an optional
+:class:`~audioapp.l2i_explorer.L2IExplorer`), serving three pages, a JSON API, PNG images and WAV audio.
 
 Routes (all ``GET`` unless said):
 
@@ -33,7 +33,7 @@ which is never granted), and every response carries a Content-Security-Policy al
 this server's own scripts, styles, images and audio. Audio files are served only when their
 real path (symbolic links resolved again at every request) lies under the real path of the
 dataset folder or the app's cache folder; uploads are refused (413) when their header says they
-last longer than the L2I page decodes (:data:`apnet.app.l2i_explorer.MAX_DURATION_FACTOR`).
+last longer than the L2I page decodes (:data:`audioapp.l2i_explorer.MAX_DURATION_FACTOR`).
 """
 import json
 import traceback
@@ -42,10 +42,10 @@ from urllib.parse import unquote
 
 from audiodata.errors import AudioDataError, ParameterError
 
-from apnet.app.background_job import BackgroundJob
-from apnet.app.errors import Conflict, NotFound, PayloadTooLarge
-from apnet.app.rendering import LRUCache, spectrogram_png, wav_bytes
-from apnet.app.workspace import StorageLimit
+from audioapp.background_job import BackgroundJob
+from audioapp.errors import Conflict, NotFound, PayloadTooLarge
+from audioapp.rendering import LRUCache, spectrogram_png, wav_bytes
+from audioapp.workspace import StorageLimit
 
 #: The pages' HTML, JS and CSS.
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -91,14 +91,14 @@ def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed
 
     Parameters
     ----------
-    workspace : apnet.app.workspace.Workspace
-    l2i : apnet.app.l2i_explorer.L2IExplorer, optional
+    workspace : audioapp.workspace.Workspace
+    l2i : audioapp.l2i_explorer.L2IExplorer, optional
         Without it the L2I page says how to enable it.
     max_upload_bytes : int
         Largest accepted upload (HTTP 413 above).
     allowed_hosts : sequence of str or "*"
         Accepted ``Host`` header names (without port).
-    job : apnet.app.background_job.BackgroundJob, optional
+    job : audioapp.background_job.BackgroundJob, optional
         The retrain runner (a new one by default).
 
     Returns
@@ -541,7 +541,7 @@ def _required(body, key):
 
 
 def _epochs(value):
-    from apnet.app.workspace import MAX_EPOCHS
+    from audioapp.workspace import MAX_EPOCHS
 
     return _integer(value, "epochs", 1, MAX_EPOCHS)
 

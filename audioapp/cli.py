@@ -1,6 +1,6 @@
-"""Command line of the web application: ``python -m apnet.app`` (or ``apnet-app``).
+"""Command line of the web application: ``python -m audioapp`` (or ``apnet-app``).
 
-    python -m apnet.app --model results/apnet/fsdd/fold1/seed0/model.keras --dataset fsdd --fold 1 \\
+    python -m audioapp --model results/apnet/fsdd/fold1/seed0/model.keras --dataset fsdd --fold 1 \\
         --data-dir /data [--l2i-model runs/l2i/esc10/fold1/seed0/posthoc_att] [--port 8050]
 
 Loads the model and its fold, then serves the pages on http://127.0.0.1:8050/ (printed on
@@ -87,9 +87,9 @@ def download_datasets(args):
 
 def build(args, log=print):
     """The Starlette app for parsed arguments (loads the models and the data)."""
-    from apnet.app.l2i_explorer import L2IExplorer
-    from apnet.app.server import LOCAL_HOSTS, create_app, is_loopback
-    from apnet.app.workspace import Workspace
+    from audioapp.l2i_explorer import L2IExplorer
+    from audioapp.server import LOCAL_HOSTS, create_app, is_loopback
+    from audioapp.workspace import Workspace
     from audiodata.errors import ParameterError
 
     if not 0 < args.max_upload_mb <= 2048:
@@ -125,7 +125,7 @@ def main(argv=None, prog=None):
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices of predict_on_batch
 
-    from apnet.app.server import is_loopback, url_of
+    from audioapp.server import is_loopback, url_of
     from audiodata.download import cli_error
     from audiodata.errors import AudioDataError
 

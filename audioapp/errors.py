@@ -1,4 +1,4 @@
-"""Errors of the web application, each mapped to one HTTP status by :mod:`apnet.app.server`.
+"""Errors of the web application, each mapped to one HTTP status by :mod:`audioapp.server`.
 
 Bad parameters are :class:`audiodata.errors.ParameterError` (HTTP 400), as everywhere in the
 package; these add the cases a web request can also hit.

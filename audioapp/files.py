@@ -9,7 +9,7 @@ from pathlib import Path
 
 from audiodata.io import AUDIO_EXTENSIONS
 
-from apnet.app.errors import NotFound
+from audioapp.errors import NotFound
 
 
 def inside(root, path):

@@ -13,7 +13,7 @@ is used (and tested) directly as well:
   instances' components) and t-SNE (instances and prototypes embedded together);
 * test-fold evaluation (accuracy, confusion matrix) and saving a version as a new ``.keras``
   file, never over an existing file and never over the loaded model, written atomically
-  (:func:`audiodata.checkpoints.save_model_atomic`) and bounded: saving a version already saved
+  (:func:`audioruns.checkpoints.save_model_atomic`) and bounded: saving a version already saved
   returns its file, at most :data:`MAX_SAVES` files per session, and none when the disk has
   less than :data:`MIN_FREE_BYTES` free (:class:`StorageLimit`, HTTP 507), so a loop of saves
   cannot fill the disk.
@@ -34,11 +34,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiodata.checkpoints import DivergenceGuard, EpochOrder, save_model_atomic
+from audioruns.checkpoints import DivergenceGuard, EpochOrder, save_model_atomic
 from audiodata.errors import AudioDataError, ParameterError
 
-from apnet.app.errors import Conflict, NotFound
-from apnet.app.files import audio_file
+from audioapp.errors import Conflict, NotFound
+from audioapp.files import audio_file
 
 #: Projections of the latent space offered by :meth:`Workspace.projection`.
 PROJECTIONS = ("pca", "tsne")
@@ -713,13 +713,13 @@ class Workspace:
         """Save the current version as ``model_edited_<n>.keras`` (+ ``.json``) in the output folder.
 
         ``n`` is the first number whose files do not exist; the file is written atomically
-        under a temporary name (:func:`audiodata.checkpoints.save_model_atomic`: complete and
+        under a temporary name (:func:`audioruns.checkpoints.save_model_atomic`: complete and
         flushed to disk) and then hard-linked to its final name, which fails rather than
         replace a file that appeared meanwhile, so no existing file (the loaded model
         included) is ever overwritten. When the folder is not the run folder, the run's
         ``config.yaml`` and ``scaler.json`` (and a ``results.json`` naming the dataset and
         fold) are copied there unless present, so the saved model loads like a run
-        (``python -m apnet.app --model <folder>/model_edited_<n>.keras``).
+        (``python -m audioapp --model <folder>/model_edited_<n>.keras``).
 
         Bounded, so that repeated saves cannot fill the disk: a version already saved to that
         folder (its file still there) is not written again (``already_saved`` is true and its

@@ -29,8 +29,8 @@ import numpy as np
 from audiodata.errors import AudioFileError, ParameterError
 from audiodata.io import AudioTooLongError
 
-from apnet.app.errors import NotFound, PayloadTooLarge
-from apnet.app.rendering import LRUCache
+from audioapp.errors import NotFound, PayloadTooLarge
+from audioapp.rendering import LRUCache
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 #: File endings kept for stored uploads (the content is decoded whatever the name says).
@@ -118,7 +118,7 @@ class L2IExplorer:
 
         Raises
         ------
-        apnet.app.errors.PayloadTooLarge
+        audioapp.errors.PayloadTooLarge
             Longer than :attr:`max_duration` (HTTP 413).
         audiodata.errors.AudioFileError
             Not audio, no samples, NaN/Inf.
@@ -156,7 +156,7 @@ class L2IExplorer:
         ------
         audiodata.errors.AudioFileError
             Not audio (the message names the client's file name and says what is accepted).
-        apnet.app.errors.PayloadTooLarge
+        audioapp.errors.PayloadTooLarge
             Longer than :attr:`max_duration` (the file is not kept).
         """
         name = Path(str(filename or "upload")).name[:120] or "upload"
@@ -185,7 +185,7 @@ class L2IExplorer:
                 "original_sr": info["original_sr"], "channels": info["channels"], "warnings": info["warnings"]}
 
     def _signal(self, source):
-        from apnet.app.files import audio_file
+        from audioapp.files import audio_file
 
         kind, _, key = str(source).partition(":")
         if kind == "clip":

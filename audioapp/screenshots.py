@@ -1,9 +1,9 @@
 """Screenshots of the web application's pages, with your own trained models (``docs/screenshots/``).
 
-    python -m apnet.app.screenshots --model RUN/model.keras --l2i-model L2I_RUN --data-dir DIR \
+    python -m audioapp.screenshots --model RUN/model.keras --l2i-model L2I_RUN --data-dir DIR \
         --output docs/screenshots [--prototype 0] [--clip 1-21934-A-38] [--tau 0.1] [--retrain-epochs 1]
 
-Serves the app on a free 127.0.0.1 port (the options of ``python -m apnet.app``), opens it in
+Serves the app on a free 127.0.0.1 port (the options of ``python -m audioapp``), opens it in
 headless Chromium (Debian's ``chromium`` or ``--chromium PATH``, driven by Playwright), and
 writes ``explore.png`` (PCA map, a prototype selected), ``explore_tsne.png``, ``train.png``
 (the test-fold evaluation, and a retrain when ``--retrain-epochs`` is given) and, with
@@ -122,7 +122,7 @@ def _take(browser, base_url, output, prototype, clip, tau, retrain_epochs, with_
 
 
 def main(argv=None):
-    from apnet.app import cli
+    from audioapp import cli
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
     parser.add_argument("--output", required=True, help="folder of the PNG files (e.g. docs/screenshots)")
@@ -134,7 +134,7 @@ def main(argv=None):
     parser.add_argument("--retrain-epochs", type=argtypes.non_negative_int, default=0,
                         help="retrain this many epochs before train.png (0: none)")
     own, rest = parser.parse_known_args(argv)
-    args = cli.parse_args(rest + ["--port", "0"], prog="python -m apnet.app.screenshots")
+    args = cli.parse_args(rest + ["--port", "0"], prog="python -m audioapp.screenshots")
     chromium = own.chromium or shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         print("error: Chromium not found: install Debian's chromium or pass --chromium PATH", file=sys.stderr)
