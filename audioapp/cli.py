@@ -13,6 +13,7 @@ official release, and a progress bar while features are extracted.
 import argparse
 import atexit
 import json
+import logging
 import re
 import shutil
 import socket
@@ -20,8 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import uvicorn
+
 from audiodata import cli as argtypes
-from audiodata.download import add_download_options
+from audiodata.download import add_download_options, cli_error, ensure_dataset
+from audiodata.errors import AudioDataError, ParameterError
+
+from audioapp.l2i_explorer import L2IExplorer
+from audioapp.server import LOCAL_HOSTS, create_app, is_loopback, url_of
+from audioapp.workspace import Workspace
 
 #: Largest upload the L2I page accepts, in MB (build() checks it again for programmatic callers).
 MAX_UPLOAD_MB = argtypes.float_range(0.0, 2048.0, low_closed=False, name="max_upload_mb")
@@ -35,8 +43,7 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--dataset", default=None, help="dataset of the run (checked against the run folder)")
     parser.add_argument("--fold", type=argtypes.positive_int, default=None,
                         help="test fold of the run (checked against the run folder)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folders (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    argtypes.add_data_options(parser)
     parser.add_argument("--output", default=None,
                         help="folder for the edited models model_edited_<n>.keras (default: the model's folder)")
     parser.add_argument("--l2i-model", default=None,
@@ -72,28 +79,18 @@ def _run_dataset(folder, pattern):
 
 def download_datasets(args):
     """``--download``: fetch the dataset of the APNet run (and of the L2I run) into ``--data-dir`` unless it is there."""
-    from audiodata.download import ensure_dataset
-    from audiodata.errors import ParameterError
-
     datasets = [args.dataset or _run_dataset(Path(args.model).parent, r"/([^/]+)/fold\d+/seed\d+$")]
     if datasets[0] is None:
         raise ParameterError(f"--download: cannot tell the dataset of {args.model} (no results.json); pass --dataset")
     if args.l2i_model:
         datasets.append(_run_dataset(args.l2i_model, r"/l2i/([^/]+)/fold\d+/"))
     for dataset in dict.fromkeys(d for d in datasets if d):
-        ensure_dataset(dataset, args.data_dir, mirror=args.mirror,
-                       log=lambda line: print(line, file=sys.stderr, flush=True))
+        ensure_dataset(dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
 
 
 def build(args, log=print):
     """The Starlette app for parsed arguments (loads the models and the data)."""
-    from audioapp.l2i_explorer import L2IExplorer
-    from audioapp.server import LOCAL_HOSTS, create_app, is_loopback
-    from audioapp.workspace import Workspace
-    from audiodata.errors import ParameterError
-
-    if not 0 < args.max_upload_mb <= 2048:
-        raise ParameterError(f"--max-upload-mb must be in (0, 2048]; received {args.max_upload_mb}")
+    max_upload_mb = argtypes.require(MAX_UPLOAD_MB, args.max_upload_mb, "--max-upload-mb")
     if getattr(args, "download", False):
         download_datasets(args)
     workspace = Workspace(args.model, dataset=args.dataset, fold=args.fold, data_dir=args.data_dir,
@@ -110,7 +107,7 @@ def build(args, log=print):
         l2i = L2IExplorer(args.l2i_model, work_dir, fold=args.l2i_fold, data_dir=args.data_dir)
     hosts = LOCAL_HOSTS if is_loopback(args.host) else ("*" if args.host in ("0.0.0.0", "::") else
                                                         (args.host,) + LOCAL_HOSTS)
-    return create_app(workspace, l2i, max_upload_bytes=int(args.max_upload_mb * 2**20), allowed_hosts=hosts)
+    return create_app(workspace, l2i, max_upload_bytes=int(max_upload_mb * 2**20), allowed_hosts=hosts)
 
 
 def main(argv=None, prog=None):
@@ -119,16 +116,7 @@ def main(argv=None, prog=None):
         args = parse_args(argv, prog)
     except SystemExit as stop:  # argparse: --help (0) or a bad option (2, message already printed)
         return 0 if stop.code is None else stop.code
-    import logging
-
-    import uvicorn
-
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices of predict_on_batch
-
-    from audioapp.server import is_loopback, url_of
-    from audiodata.download import cli_error
-    from audiodata.errors import AudioDataError
-
     try:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

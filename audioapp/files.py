@@ -1,8 +1,9 @@
-"""Which files the web application may read: only audio inside the dataset folder or the app's cache folder.
+"""Which files the web application may read, and how it shows paths.
 
 Clients never send paths: audio is addressed by clip id, prototype index or upload token,
-and the path found for it is checked again here before a byte is read, so a corrupted
-table or a crafted id cannot reach a file outside those folders.
+and the path found for it is checked again here (:func:`audio_file`) before a byte is read,
+so a corrupted table or a crafted id cannot reach a file outside the dataset folder or the
+app's cache folder. Paths the pages show go through :func:`shown_path`.
 """
 import os
 from pathlib import Path
@@ -52,3 +53,14 @@ def audio_file(path, roots):
     if real.suffix.lower() not in AUDIO_EXTENSIONS or not real.is_file():
         raise NotFound(f"{path.name}: a link to something that is not an audio file; refused")
     return real
+
+
+def shown_path(path):
+    """``path`` as the pages show it: relative to the working directory when inside it, else absolute.
+
+    So pages and screenshots do not carry the machine's absolute paths of the folders below
+    the working directory.
+    """
+    path = os.path.abspath(os.fspath(path))
+    relative = os.path.relpath(path)
+    return path if relative == ".." or relative.startswith(".." + os.sep) else relative

@@ -1,15 +1,14 @@
 """The L2I page's back end: explain a test clip or an uploaded file with a trained L2I run (Sec. III-E).
 
-This is the one place where the APNet package reaches into :mod:`l2i` (imported when an
-:class:`L2IExplorer` is built, so the APNet pages work without it). It wraps
-:mod:`l2i.pipeline`: :func:`~l2i.pipeline.load_run`, :func:`~l2i.pipeline.load_clip`,
-:func:`~l2i.pipeline.explain_signal` and :func:`~l2i.pipeline.test_split`, and
-:mod:`l2i.interpretation` for the audio of Algorithm 1.
+The one module of the app that uses :mod:`l2i` (the APNet pages are
+:mod:`audioapp.workspace`'s). It wraps :mod:`l2i.pipeline`: :func:`~l2i.pipeline.load_run`,
+:func:`~l2i.pipeline.load_clip`, :func:`~l2i.pipeline.explain_signal` and
+:func:`~l2i.pipeline.test_split`, and :mod:`l2i.interpretation` for the audio of Algorithm 1.
 
-Every file is decoded by :meth:`L2IExplorer.decode`: its header is read first and a file
-longer than :data:`MAX_DURATION_FACTOR` times the run's clip length is refused before a
-sample is decoded (HTTP 413; a compressed file of silence can decode to hours of audio); then
-only the analysed window is decoded. Dataset clips are served only when their real path
+Every file is decoded by :meth:`L2IExplorer.decode` (:func:`~l2i.pipeline.load_clip` with a
+duration limit): its header is read first and a file longer than :data:`MAX_DURATION_FACTOR`
+times the run's clip length is refused before a sample is decoded (HTTP 413; a compressed
+file of silence can decode to hours of audio); then only the analysed window is decoded. Dataset clips are served only when their real path
 (symbolic links resolved, at request time) lies in the dataset folder.
 
 A clip is named by a *source*: ``"clip:<clip_id>"`` for a test clip of the run's fold, or
@@ -26,10 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from audiodata.cli import float_range, require
+from audiodata.datasets import get_dataset
 from audiodata.errors import AudioFileError, ParameterError
-from audiodata.io import AudioTooLongError
+from audiodata.io import AudioTooLongError, audio_info
+from l2i import interpretation
+from l2i.interpretation import relevant_components
+from l2i.pipeline import check_tau, explain_signal, load_clip, load_run, test_split
 
-from audioapp.errors import NotFound, PayloadTooLarge
+from audioapp.errors import NotFound, PayloadTooLarge, existing_index
+from audioapp.files import audio_file
 from audioapp.rendering import LRUCache
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -58,9 +63,6 @@ class L2IExplorer:
     """
 
     def __init__(self, model_dir, cache_dir, fold=None, data_dir=None, dataset=None, max_duration=None):
-        from audiodata.datasets import get_dataset
-        from l2i.pipeline import load_run, test_split
-
         self.run = load_run(model_dir, dataset=dataset)
         self.fold = int(fold if fold is not None else self.run.info.get("fold", 1))
         clips, labels, classes = test_split(self.run.dataset, self.fold, data_dir)
@@ -78,11 +80,9 @@ class L2IExplorer:
         self._lock = threading.Lock()
         if max_duration is None:
             max_duration = MAX_DURATION_FACTOR * float(self.run.duration)
-        if isinstance(max_duration, bool) or not isinstance(max_duration, (int, float)) or not (
-                float(self.run.duration) <= max_duration < float("inf")):
-            raise ParameterError(f"max_duration must be a number of seconds >= the clip length "
-                                 f"{self.run.duration:g}; received {max_duration!r}")
-        self.max_duration = float(max_duration)
+        seconds = float_range(float(self.run.duration), name="max_duration",
+                              description=f"a number of seconds >= the clip length {self.run.duration:g}")
+        self.max_duration = float(require(seconds, max_duration, "max_duration"))
 
     # ------------------------------------------------------------------ sources
     def info(self):
@@ -101,13 +101,13 @@ class L2IExplorer:
         return [r for r in (self._data_root, str(self.cache_dir)) if r]
 
     def decode(self, path, name=None):
-        """The analysed clip of an audio file, as :func:`l2i.pipeline.load_clip` makes it, decoding no more than needed.
+        """The analysed clip of an audio file: :func:`l2i.pipeline.load_clip` with :attr:`max_duration`.
 
         The header is read first: a file longer than :attr:`max_duration` is refused before a
         sample is decoded (a header that does not give the length is counted while decoding and
         stopped at the limit). Then only the first ``run.duration`` seconds are decoded (plus
         1 s for the resampler), mixed to mono, resampled to ``run.sr``, padded or cut and peak
-        normalised like the run's training clips; the result equals ``load_clip``'s.
+        normalised like the run's training clips.
 
         Returns
         -------
@@ -123,18 +123,15 @@ class L2IExplorer:
         audiodata.errors.AudioFileError
             Not audio, no samples, NaN/Inf.
         """
-        from audiodata.features.extract import peak_normalize
-        from audiodata.io import audio_info, load_audio
-
         name = name or Path(path).name
         run = self.run
+        header = audio_info(path)
         try:
-            header = audio_info(path)
             # A truncated WAV also warns (AudioFileWarning, to the server log); the page gets info["warnings"].
-            y, _ = load_audio(path, sr=run.sr, mono=True, duration=run.duration, max_duration=self.max_duration)
+            y, clip = load_clip(path, run.sr, run.duration, peak_normalize=run.logmag_params.get("peak_normalize"),
+                                max_duration=self.max_duration, header=header)
         except AudioTooLongError:
-            seconds = header.seconds
-            how = (f"lasts {seconds:.1f} s (according to its header)" if seconds is not None
+            how = (f"lasts {header.seconds:.1f} s (according to its header)" if header.seconds is not None
                    else f"lasts more than {self.max_duration:g} s")
             raise PayloadTooLarge(f"{name} {how}: the L2I page explains {run.duration:g}-second clips and decodes "
                                   f"files of at most {self.max_duration:g} s ({self.max_duration / run.duration:g} x "
@@ -144,8 +141,7 @@ class L2IExplorer:
             claimed = header.header_frames / header.samplerate
             notes.append(f"{name} is truncated: its header announces {claimed:.3f} s ({header.header_frames} frames) "
                          f"but it holds {header.seconds:.3f} s ({header.frames} frames); only that part is analysed")
-        y = peak_normalize(y, run.logmag_params.get("peak_normalize"))
-        info = {"original_sr": header.samplerate, "channels": header.channels, "seconds": header.seconds,
+        info = {"original_sr": clip["original_sr"], "channels": clip["channels"], "seconds": clip["seconds"],
                 "warnings": notes}
         return y, info
 
@@ -185,8 +181,6 @@ class L2IExplorer:
                 "original_sr": info["original_sr"], "channels": info["channels"], "warnings": info["warnings"]}
 
     def _signal(self, source):
-        from audioapp.files import audio_file
-
         kind, _, key = str(source).partition(":")
         if kind == "clip":
             clip = self._clips.get(key)
@@ -205,8 +199,6 @@ class L2IExplorer:
 
     def explanation(self, source):
         """The :class:`l2i.pipeline.Explanation` of a source for the class ``f`` predicts (cached)."""
-        from l2i.pipeline import explain_signal
-
         def compute():
             y, name, label = self._signal(source)
             with self._lock:
@@ -218,9 +210,6 @@ class L2IExplorer:
     # ------------------------------------------------------------------ results
     def explain(self, source, tau=0.1):
         """Prediction, relevance of every component and the relevant ones for ``tau`` (JSON-ready)."""
-        from l2i.interpretation import relevant_components
-        from l2i.pipeline import check_tau
-
         tau = check_tau(tau)
         e, name, label = self.explanation(source)
         names = self.run.classes
@@ -244,37 +233,21 @@ class L2IExplorer:
 
     def interpretation_audio(self, source, tau):
         """``x_int`` of Algorithm 1 for the components relevant at ``tau``."""
-        from l2i.interpretation import interpret, relevant_components
-        from l2i.pipeline import check_tau
-
         e, _, _ = self.explanation(source)
         components = relevant_components(e.relevance, check_tau(tau))
-        y = interpret(e.X, e.phase, self.run.W, e.H, components, length=e.y.size, **self.run.stft)
+        y = interpretation.interpret(e.X, e.phase, self.run.W, e.H, components, stft=self.run.stft, length=e.y.size)
         return y, self.run.sr
 
     def component_audio(self, source, k):
         """``x_k`` of Algorithm 1 for one component ``k``."""
-        from l2i.interpretation import component_audio
-
         e, _, _ = self.explanation(source)
-        k = _component(k, self.run.n_components)
-        return component_audio(e.X, e.phase, self.run.W, e.H, [k], length=e.y.size, **self.run.stft)[0], self.run.sr
+        n = self.run.n_components
+        k = existing_index(k, n, "component", f"(the dictionary has {n})")
+        y = interpretation.component_audio(e.X, e.phase, self.run.W, e.H, [k], stft=self.run.stft, length=e.y.size)
+        return y[0], self.run.sr
 
     def spectrograms(self, source, tau):
         """Input log-magnitude ``X`` and interpretation spectrogram ``X_int`` for ``tau`` (time first)."""
-        from l2i.interpretation import interpretation_spectrogram, relevant_components
-        from l2i.pipeline import check_tau
-
         e, _, _ = self.explanation(source)
         components = relevant_components(e.relevance, check_tau(tau))
-        return e.X, interpretation_spectrogram(e.X, self.run.W, e.H, components)
-
-
-def _component(k, n):
-    try:
-        k = int(k)
-    except (TypeError, ValueError):
-        raise NotFound(f"component {str(k)[:20]!r}: not an index") from None
-    if not 0 <= k < n:
-        raise NotFound(f"component {k} does not exist (the dictionary has {n})")
-    return k
+        return e.X, interpretation.interpretation_spectrogram(e.X, self.run.W, e.H, components)

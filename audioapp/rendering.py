@@ -5,8 +5,11 @@ time under a lock, since the request handlers run in a thread pool.
 """
 import io
 import threading
+from collections import OrderedDict
 
 import numpy as np
+import soundfile as sf
+from matplotlib.figure import Figure
 
 _DRAW_LOCK = threading.Lock()
 
@@ -30,8 +33,6 @@ def spectrogram_png(S, title=None, vmin=None, vmax=None, label="dB", cmap="magma
     -------
     bytes
     """
-    from matplotlib.figure import Figure
-
     S = np.asarray(S, dtype=np.float32)
     if S.ndim != 2:
         raise ValueError(f"a spectrogram must have shape (T, F); received shape {S.shape}")
@@ -53,8 +54,6 @@ def spectrogram_png(S, title=None, vmin=None, vmax=None, label="dB", cmap="magma
 
 def wav_bytes(y, sr, peak=None):
     """A mono signal as 16-bit PCM WAV bytes (clipped to [-1, 1]; peak-normalised when ``peak`` is given)."""
-    import soundfile as sf
-
     y = np.asarray(y, dtype=np.float32).reshape(-1)
     if not np.all(np.isfinite(y)):
         raise ValueError("refusing to encode a signal holding NaN or Inf values")
@@ -71,8 +70,6 @@ class LRUCache:
     """A small thread-safe least-recently-used cache of computed bytes or arrays."""
 
     def __init__(self, size=256):
-        from collections import OrderedDict
-
         self.size = int(size)
         self._items = OrderedDict()
         self._lock = threading.Lock()

@@ -13,11 +13,15 @@ import argparse
 import io
 import shutil
 import sys
-import threading
-import time
 from pathlib import Path
 
+from PIL import Image
+
 from audiodata import cli as argtypes
+from audiodata.errors import AudioDataError
+
+from audioapp import cli
+from audioapp.server import serve_in_thread
 
 #: Milliseconds to wait for a page's first content (decoding the prototypes, t-SNE, an interpretation).
 READY_MS = 600_000
@@ -28,29 +32,11 @@ def save_screenshot(page, path, colors=128):
 
     Waits for every ``<img>`` of the page to be decoded first. Returns the path.
     """
-    from PIL import Image
-
     path = Path(path)
     page.locator("img").evaluate_all("images => Promise.all(images.map(i => i.decode().catch(() => null)))")
     image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
     image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
-
-
-def _serve(app):
-    """Run ``app`` with uvicorn in a daemon thread on a free loopback port; returns (server, base URL)."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="apnet-app-screenshots", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the app server did not start")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
 
 
 def take(base_url, output, chromium=None, prototype=0, clip=None, tau=0.1, retrain_epochs=0, with_l2i=False,
@@ -62,6 +48,7 @@ def take(base_url, output, chromium=None, prototype=0, clip=None, tau=0.1, retra
     """
     if browser is not None:
         return _take(browser, base_url, output, prototype, clip, tau, retrain_epochs, with_l2i, log)
+    # Playwright is a test extra (pip install -e '.[test]'), not a dependency of the app: imported when used.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -73,7 +60,7 @@ def take(base_url, output, chromium=None, prototype=0, clip=None, tau=0.1, retra
 
 
 def _take(browser, base_url, output, prototype, clip, tau, retrain_epochs, with_l2i, log):
-    from playwright.sync_api import expect
+    from playwright.sync_api import expect  # a test extra, as in take()
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -122,8 +109,6 @@ def _take(browser, base_url, output, prototype, clip, tau, retrain_epochs, with_
 
 
 def main(argv=None):
-    from audioapp import cli
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
     parser.add_argument("--output", required=True, help="folder of the PNG files (e.g. docs/screenshots)")
     parser.add_argument("--chromium", default=None, help="Chromium executable (default: chromium on the PATH)")
@@ -139,19 +124,14 @@ def main(argv=None):
     if not chromium:
         print("error: Chromium not found: install Debian's chromium or pass --chromium PATH", file=sys.stderr)
         return 2
-    from audiodata.errors import AudioDataError
-
     try:
         app = cli.build(args)
     except AudioDataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    server, url = _serve(app)
-    try:
+    with serve_in_thread(app, name="audioapp-screenshots") as url:
         take(url, own.output, chromium, own.prototype, own.clip, own.tau, own.retrain_epochs,
              with_l2i=bool(args.l2i_model))
-    finally:
-        server.should_exit = True
     return 0
 
 

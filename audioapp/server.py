@@ -35,17 +35,33 @@ real path (symbolic links resolved again at every request) lies under the real p
 dataset folder or the app's cache folder; uploads are refused (413) when their header says they
 last longer than the L2I page decodes (:data:`audioapp.l2i_explorer.MAX_DURATION_FACTOR`).
 """
+import contextlib
+import ipaddress
 import json
+import threading
+import time
 import traceback
 from pathlib import Path
 from urllib.parse import unquote
 
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from audiodata.cli import positive_int, require
 from audiodata.errors import AudioDataError, ParameterError
 
 from audioapp.background_job import BackgroundJob
 from audioapp.errors import Conflict, NotFound, PayloadTooLarge
 from audioapp.rendering import LRUCache, spectrogram_png, wav_bytes
-from audioapp.workspace import StorageLimit
+from audioapp.retraining import MAX_EPOCHS
+from audioapp.saving import StorageLimit
 
 #: The pages' HTML, JS and CSS.
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -106,17 +122,7 @@ def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed
     starlette.applications.Starlette
         ``app.state.workspace``, ``app.state.l2i`` and ``app.state.job`` hold the back end.
     """
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.responses import FileResponse, JSONResponse, Response
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
-
-    if isinstance(max_upload_bytes, bool) or not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
-        raise ParameterError(f"max_upload_bytes must be a positive integer; received {max_upload_bytes!r}")
+    max_upload_bytes = require(positive_int, max_upload_bytes, "max_upload_bytes", strict=True)
     job = job or BackgroundJob()
     media = LRUCache(512)
 
@@ -163,11 +169,27 @@ def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed
             raise ParameterError(f"version must be a non-negative integer; received {value[:20]!r}")
         return int(value)
 
-    def cached_media(key, compute, request):
-        """Bytes of a media item of a version (immutable: cached, browser-cacheable if pinned)."""
-        v = workspace.version(version_of(request))
-        data = media.get((key, v.id), compute(v.id))
-        return data, "image/png" if key[0].startswith("png") else "audio/wav", version_of(request) is not None
+    def version_media(kind, param, mel, title="{}"):
+        """The endpoint serving the PNG (``kind`` "png") or WAV ("wav") of ``mel(<path parameter>, version_id)``.
+
+        Media of a version never change: they are cached, and browser-cacheable when the URL
+        pins ``?version=``.
+        """
+        def work(request, body):
+            value, pinned = request.path_params[param], version_of(request)
+            version_id = workspace.version(pinned).id
+            if kind == "png":
+                lo, hi = workspace.value_range
+
+                def compute():
+                    return spectrogram_png(mel(value, version_id), title.format(value), lo, hi)
+            else:
+                def compute():
+                    return wav_bytes(*workspace.mel_audio(mel(value, version_id)))
+            data = media.get((kind, mel.__name__, value, version_id), compute)
+            return data, "image/png" if kind == "png" else "audio/wav", pinned is not None
+        work.__name__ = f"{mel.__name__}_{kind}"
+        return endpoint("bytes")(work)
 
     # ------------------------------------------------------------------ APNet API
     @endpoint()
@@ -252,41 +274,10 @@ def create_app(workspace, l2i=None, max_upload_bytes=DEFAULT_MAX_UPLOAD, allowed
             lo, hi))
         return data, "image/png", True
 
-    @endpoint("bytes")
-    def reconstruction_image(request, body):
-        clip_id = request.path_params["clip_id"]
-        lo, hi = workspace.value_range
-
-        def compute(version_id):
-            return lambda: spectrogram_png(workspace.reconstruction_mel(clip_id, version_id),
-                                           f"reconstruction of {clip_id}", lo, hi)
-        return cached_media(("png_rec", clip_id), compute, request)
-
-    @endpoint("bytes")
-    def reconstruction_audio(request, body):
-        clip_id = request.path_params["clip_id"]
-
-        def compute(version_id):
-            return lambda: wav_bytes(*workspace.mel_audio(workspace.reconstruction_mel(clip_id, version_id)))
-        return cached_media(("wav_rec", clip_id), compute, request)
-
-    @endpoint("bytes")
-    def prototype_image(request, body):
-        index = request.path_params["index"]
-        lo, hi = workspace.value_range
-
-        def compute(version_id):
-            return lambda: spectrogram_png(workspace.prototype_mel(index, version_id), f"prototype {index} (decoded)",
-                                           lo, hi)
-        return cached_media(("png_proto", index), compute, request)
-
-    @endpoint("bytes")
-    def prototype_audio(request, body):
-        index = request.path_params["index"]
-
-        def compute(version_id):
-            return lambda: wav_bytes(*workspace.mel_audio(workspace.prototype_mel(index, version_id)))
-        return cached_media(("wav_proto", index), compute, request)
+    reconstruction_image = version_media("png", "clip_id", workspace.reconstruction_mel, "reconstruction of {}")
+    reconstruction_audio = version_media("wav", "clip_id", workspace.reconstruction_mel)
+    prototype_image = version_media("png", "index", workspace.prototype_mel, "prototype {} (decoded)")
+    prototype_audio = version_media("wav", "index", workspace.prototype_mel)
 
     # ------------------------------------------------------------------ L2I
     def explorer():
@@ -541,8 +532,6 @@ def _required(body, key):
 
 
 def _epochs(value):
-    from audioapp.workspace import MAX_EPOCHS
-
     return _integer(value, "epochs", 1, MAX_EPOCHS)
 
 
@@ -559,8 +548,6 @@ def url_of(host, port):
 
 def is_loopback(host):
     """True for 127.0.0.0/8, ::1 and localhost."""
-    import ipaddress
-
     if host == "localhost":
         return True
     try:
@@ -569,4 +556,32 @@ def is_loopback(host):
         return False
 
 
-__all__ = ["DEFAULT_MAX_UPLOAD", "STATIC_DIR", "create_app", "is_loopback", "url_of"]
+@contextlib.contextmanager
+def serve_in_thread(app, host="127.0.0.1", timeout=60.0, name="audioapp-server"):
+    """Serve ``app`` with uvicorn in a daemon thread on a free port of ``host``; yields its base URL.
+
+    The URL has no trailing slash (``http://127.0.0.1:<port>``). For the screenshots and the
+    tests; ``python -m audioapp`` serves in the main thread (:func:`audioapp.cli.main`).
+
+    Raises
+    ------
+    RuntimeError
+        The server did not start within ``timeout`` seconds.
+    """
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"the app server did not start on {host} within {timeout:g} s")
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield url_of(host, port).rstrip("/")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+__all__ = ["DEFAULT_MAX_UPLOAD", "STATIC_DIR", "create_app", "is_loopback", "serve_in_thread", "url_of"]

@@ -12,18 +12,16 @@
   driven by Playwright. A missing browser fails the tests with a message saying how to
   install it; ``AUDIOINTERP_SKIP_BROWSER=1`` skips them instead.
 """
-import contextlib
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+
+from audioapp.server import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 #: Environment variable naming the Chromium executable (default: ``chromium`` on the PATH).
@@ -53,7 +51,7 @@ def apnet_run(tmp_path_factory, shared_data, app_feature_cache):
 
     run_dir = tmp_path_factory.mktemp("app_runs") / "apnet" / "fsdd" / "fold1" / "seed0"
     run_dir.mkdir(parents=True)
-    config = yaml.safe_load((REPO / "experiments" / "apnet" / "configs" / "fsdd.yaml").read_text())
+    config = yaml.safe_load((REPO / "apnet" / "configs" / "fsdd.yaml").read_text())
     config.update(n_prototypes=10, n_filters=8, epochs=3)
     data = load_fold("fsdd", 1, config["features"], data_dir=shared_data, cache_dir=app_feature_cache, n_jobs=2)
     scaler = MinMaxScaler(feature_range=(-1.0, 1.0)).fit(data.features, rows=data.rows["train"])
@@ -104,33 +102,6 @@ def explorer(l2i_run, shared_data, tmp_path_factory):
     from audioapp.l2i_explorer import L2IExplorer
 
     return L2IExplorer(l2i_run, tmp_path_factory.mktemp("app_cache"), data_dir=shared_data)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve_in_thread(app):
-    """Serve ``app`` with uvicorn in a daemon thread on a free 127.0.0.1 port; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="apnet-app-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="session")

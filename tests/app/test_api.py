@@ -397,7 +397,7 @@ def test_model_file_is_never_overwritten(client, workspace, apnet_run):
     assert summary["source_model"] == str(apnet_run) and "deleted prototype(s) [0]" in summary["edits"][-1]
     assert not list(apnet_run.parent.glob(".model_edited_*"))  # no temporary file left
     # The publishing step itself refuses an existing name, the loaded model included.
-    from audioapp.workspace import _publish
+    from audioapp.saving import publish as _publish
 
     temporary = apnet_run.parent / "temporary.bin"
     temporary.write_bytes(b"new")
@@ -460,7 +460,7 @@ def test_cli_refuses_a_fold_the_model_was_not_trained_on(apnet_run, shared_data,
 
 def test_pages_show_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
     """Pages (and so screenshots) never show the machine's absolute path of a folder under the cwd."""
-    from audioapp.workspace import _shown
+    from audioapp.files import shown_path as _shown
 
     inside = tmp_path / "results" / "apnet" / "fsdd"
     monkeypatch.chdir(tmp_path)

@@ -244,7 +244,7 @@ def test_edit_fields_are_checked(client, workspace, no_retrain):
 
 # ----------------------------------------------------------------------------- 5. repeated saves
 def test_repeated_saves_cannot_fill_the_disk(client, workspace, tmp_path, monkeypatch):
-    import audioapp.workspace as module
+    import audioapp.saving as module
 
     folder = tmp_path / "saves"
     monkeypatch.setattr(workspace, "output_dir", folder)
