@@ -4,7 +4,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-__all__ = ["KumarCNN", "load_pretrained_weights", "BLOCK_NAMES"]
+from audiodata.cli import int_range, positive_int, require
+from audioruns.checkpoints import load_model_file
+
+__all__ = ["KumarCNN", "check_input_statistics", "load_pretrained_weights", "BLOCK_NAMES"]
 
 #: Names of the six block outputs (feature maps after the block's last ReLU, before its pooling).
 BLOCK_NAMES = ("block1", "block2", "block3", "block4", "block5", "block6")
@@ -105,28 +108,22 @@ class KumarCNN(keras.Model):
         head_units=256,
         **kwargs,
     ):
-        _check_int("n_classes", n_classes, 1)
+        require(positive_int, n_classes, "n_classes", strict=True)
         if n_frames is not None:
-            _check_int("n_frames", n_frames, 128)
-        _check_int("n_mels", n_mels, 64)
+            require(int_range(128), n_frames, "n_frames", strict=True)
+        require(int_range(64), n_mels, "n_mels", strict=True)
         filters = tuple(int(f) for f in filters)
         if len(filters) != 6 or min(filters) < 1:
             raise ValueError(f"`filters` must be six positive ints (B1-B6); received filters={filters!r}")
-        _check_int("head_filters", head_filters, 1)
+        require(positive_int, head_filters, "head_filters", strict=True)
         if pooling not in _POOLINGS:
             raise ValueError(f"`pooling` must be one of {_POOLINGS}; received pooling={pooling!r}")
         if head not in HEADS:
             raise ValueError(f"`head` must be one of {HEADS}; received head={head!r}")
-        _check_int("head_units", head_units, 1)
+        require(positive_int, head_units, "head_units", strict=True)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1); received dropout={dropout!r}")
-        if (input_mean is None) != (input_std is None):
-            raise ValueError("give both `input_mean` and `input_std`, or neither")
-        if input_mean is not None:
-            input_mean = [float(v) for v in np.ravel(input_mean)]
-            input_std = [float(v) for v in np.ravel(input_std)]
-            if len(input_mean) != n_mels or len(input_std) != n_mels or min(input_std) <= 0:
-                raise ValueError(f"`input_mean`/`input_std` must hold {n_mels} values (std > 0)")
+        input_mean, input_std = check_input_statistics(input_mean, input_std, n_mels)
 
         inputs = keras.Input(shape=(n_frames, n_mels), name="mel")
         x = inputs
@@ -200,6 +197,30 @@ class KumarCNN(keras.Model):
         return keras.Model(self.inputs[0], [self.get_layer(n).output for n in layer_names], name="hidden_layers")
 
 
+def check_input_statistics(input_mean, input_std, n_bands):
+    """The per-band input standardisation of a model on log-mels: both statistics or neither.
+
+    Parameters
+    ----------
+    input_mean, input_std : array-like [shape=(n_bands,)] or None
+    n_bands : int
+        Mel bands of the input (its last axis).
+
+    Returns
+    -------
+    input_mean, input_std : list of float (``n_bands`` each, std > 0), or None, None
+    """
+    if (input_mean is None) != (input_std is None):
+        raise ValueError("give both `input_mean` and `input_std`, or neither")
+    if input_mean is None:
+        return None, None
+    input_mean = [float(v) for v in np.ravel(input_mean)]
+    input_std = [float(v) for v in np.ravel(input_std)]
+    if len(input_mean) != n_bands or len(input_std) != n_bands or min(input_std) <= 0:
+        raise ValueError(f"`input_mean`/`input_std` must hold {n_bands} values (std > 0)")
+    return input_mean, input_std
+
+
 def load_pretrained_weights(model, path, skip_mismatch=()):
     """Load weights stored *by layer name* into ``model`` (e.g. AudioSet weights, converted).
 
@@ -252,8 +273,6 @@ def load_pretrained_weights(model, path, skip_mismatch=()):
     if name.endswith(".npz"):
         stored = _npz_weights(path)
     elif name.endswith(".keras"):
-        from audioruns.checkpoints import load_model_file
-
         stored = _model_weights(load_model_file(path, compile=False))
     elif name.endswith(".h5"):
         stored = _h5_weights(path, model)
@@ -307,8 +326,3 @@ def _h5_weights(path, model):
     except Exception as error:  # the message of Keras names the offending layer
         raise ValueError(f"{path}: cannot read these weights into {model.name!r}: {error}") from error
     return _model_weights(source)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value!r}")

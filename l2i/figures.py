@@ -10,7 +10,9 @@
 Every plotting function draws on the ``ax`` (or ``axes``) it is given, or on a new figure, and
 returns the figure.
 """
+import matplotlib
 import numpy as np
+from sklearn.manifold import TSNE
 
 from audiodata.errors import ParameterError
 
@@ -27,7 +29,7 @@ def _axes(ax, n=1, figsize=(7, 3.5)):
     if ax is not None:
         axes = np.atleast_1d(ax)
         return axes[0].figure, axes
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: pyplot picks a GUI backend when it is imported
 
     fig, axes = plt.subplots(1, n, figsize=figsize, layout="constrained")
     return fig, np.atleast_1d(axes)
@@ -78,8 +80,6 @@ def relevance_tsne(r, seed=0, perplexity=30.0):
     -------
     embedding : np.ndarray [shape=(N, 2)]
     """
-    from sklearn.manifold import TSNE
-
     r = np.asarray(r, dtype=np.float64)
     if r.ndim != 2 or r.shape[0] < 2:
         raise ParameterError(f"r must have shape (N >= 2, K), got {r.shape}")
@@ -119,8 +119,6 @@ def plot_relevance_embedding(embedding, labels, ax=None, max_per_class=None, see
 
 
 def _cmap(n):
-    import matplotlib
-
     return matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
 
 

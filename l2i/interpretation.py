@@ -52,8 +52,12 @@ masking and inverse STFT), Sec. IV-C (feature removal, ``X_2``).
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from audiodata.errors import ParameterError
+from audiodata.features import STFTParams
+from audiodata.io import write_audio
 
 __all__ = [
     "component_audio",
@@ -302,15 +306,16 @@ def remove_components(X, W, H, components, mask_domain="logmag", eps=1e-10):
 
 
 # --------------------------------------------------------------------------- audio
-def _invert(X, phase, n_fft, hop_length, win_length, window, center, length):
-    from audiodata.features import logmag_to_audio
+def _check_stft(stft, X=None):
+    """``stft`` as :class:`audiodata.features.STFTParams`, checked against the bins of ``X`` [shape=(T, F)]."""
+    if not isinstance(stft, STFTParams):
+        raise ParameterError(f"stft must be an audiodata.features.STFTParams, got {type(stft).__name__}")
+    if X is not None and np.shape(X)[1] != stft.n_bins:
+        raise ParameterError(f"X has {np.shape(X)[1]} frequency bins but n_fft={stft.n_fft} gives {stft.n_bins}")
+    return stft
 
-    return logmag_to_audio(X, phase, hop_length=hop_length, n_fft=n_fft, win_length=win_length, window=window,
-                           center=center, length=length)
 
-
-def interpret(X, phase, W, H, components, *, n_fft=1024, hop_length=512, win_length=None, window="hann",
-              center=True, length=None, mask_domain="logmag", eps=1e-10):
+def interpret(X, phase, W, H, components, *, stft, length=None, mask_domain="logmag", eps=1e-10):
     """The interpretation audio ``x_int = INV(X_int, P_x)`` (Algorithm 1, lines 6-7).
 
     Parameters
@@ -323,8 +328,8 @@ def interpret(X, phase, W, H, components, *, n_fft=1024, hop_length=512, win_len
     H : np.ndarray [shape=(K, T)]
     components : sequence of int
         The relevant components ``L_{c,x}``.
-    n_fft, hop_length, win_length, window, center
-        The STFT parameters ``X`` was computed with.
+    stft : audiodata.features.STFTParams
+        The STFT ``X`` was computed with (``F = 1 + n_fft // 2``).
     length : int or None
         Number of output samples (pass the input's length).
     mask_domain : {'logmag', 'magnitude'}
@@ -340,24 +345,25 @@ def interpret(X, phase, W, H, components, *, n_fft=1024, hop_length=512, win_len
     >>> rng = np.random.default_rng(0)
     >>> from audiodata.features import log_magnitude_spectrogram
     >>> y = rng.standard_normal(8192).astype(np.float32)
-    >>> X, phase = log_magnitude_spectrogram(y, n_fft=512, hop_length=256, return_phase=True)
+    >>> stft = STFTParams(n_fft=512, hop_length=256)
+    >>> X, phase = log_magnitude_spectrogram(y, return_phase=True, **stft.stft_kwargs())
     >>> W, H = rng.random((257, 4)), rng.random((4, X.shape[0]))
-    >>> x_all = interpret(X, phase, W, H, [0, 1, 2, 3], n_fft=512, hop_length=256, length=y.size)
+    >>> x_all = interpret(X, phase, W, H, [0, 1, 2, 3], stft=stft, length=y.size)
     >>> bool(np.allclose(x_all, y, atol=1e-4))
     True
     """
     X = _check_spectrogram(X, W, phase)
+    _check_stft(stft, X)
     X_int = interpretation_spectrogram(X, W, H, components, mask_domain, eps)
-    return _invert(X_int, phase, n_fft, hop_length, win_length, window, center, length)
+    return stft.invert(X_int, phase, length=length)
 
 
-def component_audio(X, phase, W, H, components, *, n_fft=1024, hop_length=512, win_length=None, window="hann",
-                    center=True, length=None, mask_domain="logmag", eps=1e-10):
+def component_audio(X, phase, W, H, components, *, stft, length=None, mask_domain="logmag", eps=1e-10):
     """The signal ``x_k = INV(X_k, P_x)`` of each component in ``components`` (Algorithm 1, lines 2-5).
 
     Parameters
     ----------
-    X, phase, W, H, n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+    X, phase, W, H, stft, length, mask_domain, eps
         As in :func:`interpret`.
     components : sequence of int
         Components to synthesise, in the order wanted.
@@ -369,8 +375,7 @@ def component_audio(X, phase, W, H, components, *, n_fft=1024, hop_length=512, w
     """
     X = _check_spectrogram(X, W, phase)
     comps = _check_components(components, np.shape(W)[1])
-    signals = [interpret(X, phase, W, H, [k], n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                         window=window, center=center, length=length, mask_domain=mask_domain, eps=eps)
+    signals = [interpret(X, phase, W, H, [k], stft=stft, length=length, mask_domain=mask_domain, eps=eps)
                for k in comps]
     if not signals:
         n = length if length is not None else 0
@@ -378,13 +383,12 @@ def component_audio(X, phase, W, H, components, *, n_fft=1024, hop_length=512, w
     return np.stack(signals)
 
 
-def removal_audio(X, phase, W, H, components, *, n_fft=1024, hop_length=512, win_length=None, window="hann",
-                  center=True, length=None, mask_domain="logmag", eps=1e-10):
+def removal_audio(X, phase, W, H, components, *, stft, length=None, mask_domain="logmag", eps=1e-10):
     """``x_2 = INV(X_2, P_x)``: the input with ``components`` removed (L2I, Sec. IV-C).
 
     Parameters
     ----------
-    X, phase, W, H, components, n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+    X, phase, W, H, components, stft, length, mask_domain, eps
         As in :func:`interpret`.
 
     Returns
@@ -392,14 +396,14 @@ def removal_audio(X, phase, W, H, components, *, n_fft=1024, hop_length=512, win
     x_2 : np.ndarray [shape=(n,)], float32
     """
     X = _check_spectrogram(X, W, phase)
+    _check_stft(stft, X)
     X_2 = remove_components(X, W, H, components, mask_domain, eps)
-    return _invert(X_2, phase, n_fft, hop_length, win_length, window, center, length)
+    return stft.invert(X_2, phase, length=length)
 
 
 # --------------------------------------------------------------------------- files
-def write_interpretation(folder, X, phase, W, H, components, sr, *, relevance=None, tau=None, title=None,
-                         n_fft=1024, hop_length=512, win_length=None, window="hann", center=True, length=None,
-                         mask_domain="logmag", eps=1e-10):
+def write_interpretation(folder, X, phase, W, H, components, *, stft, relevance=None, tau=None, title=None,
+                         length=None, mask_domain="logmag", eps=1e-10):
     """Write an interpretation to ``folder``: audio of ``L`` and of each component, and a figure.
 
     Files written: ``interpretation.wav`` (``x_int``), ``component_<k>.wav`` for
@@ -415,15 +419,16 @@ def write_interpretation(folder, X, phase, W, H, components, sr, *, relevance=No
         Created if needed.
     X, phase, W, H, components
         As in :func:`interpret`.
-    sr : int
-        Sample rate of the input.
+    stft : audiodata.features.STFTParams
+        As in :func:`interpret`, with the sample rate ``sr`` of the input (for the WAV files
+        and the time axis of the figure).
     relevance : np.ndarray [shape=(K,)], optional
         Relevances from :func:`relevance`, for the bar chart.
     tau : float, optional
         Threshold drawn on the bar chart.
     title : str, optional
         Figure title (e.g. the class name and the file).
-    n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+    length, mask_domain, eps
         As in :func:`interpret`.
 
     Returns
@@ -431,28 +436,25 @@ def write_interpretation(folder, X, phase, W, H, components, sr, *, relevance=No
     paths : dict
         ``{"interpretation": Path, "components": {k: Path}, "figure": Path}``.
     """
-    from audiodata.io import write_audio
-
     folder = Path(folder)
     X = _check_spectrogram(X, W, phase)
+    _check_stft(stft, X)
+    if stft.sr is None:
+        raise ParameterError("write_interpretation needs the sample rate: give stft an sr")
     comps = _check_components(components, np.shape(W)[1])
-    stft = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center,
-                length=length, mask_domain=mask_domain, eps=eps)
     X_int = interpretation_spectrogram(X, W, H, comps, mask_domain, eps)
-    x_int = _invert(X_int, phase, n_fft, hop_length, win_length, window, center, length)
-    paths = {"interpretation": write_audio(folder / "interpretation.wav", x_int, sr), "components": {}}
-    for k, x_k in zip(comps, component_audio(X, phase, W, H, comps, **stft)):
-        paths["components"][int(k)] = write_audio(folder / f"component_{int(k)}.wav", x_k, sr)
-    paths["figure"] = _plot_interpretation(folder / "interpretation.png", X, X_int, sr, hop_length, comps,
+    x_int = stft.invert(X_int, phase, length=length)
+    paths = {"interpretation": write_audio(folder / "interpretation.wav", x_int, stft.sr), "components": {}}
+    for k, x_k in zip(comps, component_audio(X, phase, W, H, comps, stft=stft, length=length,
+                                             mask_domain=mask_domain, eps=eps)):
+        paths["components"][int(k)] = write_audio(folder / f"component_{int(k)}.wav", x_k, stft.sr)
+    paths["figure"] = _plot_interpretation(folder / "interpretation.png", X, X_int, stft.sr, stft.hop_length, comps,
                                            relevance, tau, title)
     return paths
 
 
 def _plot_interpretation(path, X, X_int, sr, hop_length, comps, relevance, tau, title):
     """Spectrograms of the input and the interpretation (and relevance bars) to a PNG, with the Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     n_rows = 3 if relevance is not None else 2
     fig = Figure(figsize=(8, 2.6 * n_rows), layout="constrained")
     FigureCanvasAgg(fig)

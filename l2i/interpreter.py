@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 
+from audiodata.cli import positive_int, require
 from l2i.layers import AttentionPooling, ClassSpecificDense, GatedAttention, NMFReconstruction
 
 __all__ = ["L2IInterpreter", "build_interpreter", "THETAS"]
@@ -131,16 +132,16 @@ class L2IInterpreter(keras.Model):
         n_components = int(dictionary.shape[1])
         if n_classes is None:
             n_classes = int(classifier.outputs[0].shape[-1])
-        _check_int("n_classes", n_classes)
+        require(positive_int, n_classes, "n_classes", strict=True)
         if multilabel is None:
             multilabel = bool(getattr(classifier, "multilabel", False))
         if n_frames is None:
             n_frames = classifier.inputs[0].shape[1]
             if n_frames is None:
                 raise ValueError("the classifier takes any number of frames; give `n_frames` (T of the target)")
-        _check_int("n_frames", n_frames)
-        _check_int("psi_channels", psi_channels)
-        _check_int("attention_units", attention_units)
+        require(positive_int, n_frames, "n_frames", strict=True)
+        require(positive_int, psi_channels, "psi_channels", strict=True)
+        require(positive_int, attention_units, "attention_units", strict=True)
         class_specific_attention = bool(class_specific_attention)
         if class_specific_attention and theta != "att":
             raise ValueError("`class_specific_attention` needs theta='att'")
@@ -293,8 +294,3 @@ def build_interpreter(classifier, dictionary, n_classes=None, theta="att", multi
     (4, 2)
     """
     return L2IInterpreter(classifier, dictionary, n_classes=n_classes, theta=theta, multilabel=multilabel, **kwargs)
-
-
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value!r}")

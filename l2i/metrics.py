@@ -53,10 +53,12 @@ References
 import warnings
 
 import numpy as np
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from audiodata.errors import ParameterError
 
-from .interpretation import _check_components, _check_spectrogram, relevant_components, removal_audio
+from .interpretation import (_check_components, _check_spectrogram, _check_stft, relevant_components,
+                             removal_audio)
 
 __all__ = [
     "IGNORED_CLASSES",
@@ -188,8 +190,6 @@ def auprc(y_true, y_score, average="macro", ignore=(), mask=None):
         are left out with a warning naming them; a class whose samples are all
         positive has AP 1. :class:`ParameterError` when no class has a positive.
     """
-    from sklearn.metrics import average_precision_score
-
     if average not in ("macro", "micro"):
         raise ParameterError(f"average must be 'macro' or 'micro', got {average!r}")
     y_score = _as_matrix(y_score, "y_score")
@@ -331,8 +331,6 @@ def max_f1(y_true, y_score, average="micro", ignore=()):
     -------
     f1 : float in [0, 1]
     """
-    from sklearn.metrics import precision_recall_curve
-
     if average not in ("macro", "micro"):
         raise ParameterError(f"average must be 'macro' or 'micro', got {average!r}")
     y_score = _as_matrix(y_score, "y_score")
@@ -484,9 +482,8 @@ def fidelity_scores(dataset, classes, multilabel, f, g, ks=(1, 5)):
 
     Parameters
     ----------
-    dataset : str
-    classes : sequence of str
-    multilabel : bool
+    dataset, classes, multilabel
+        As in :func:`task_scores`.
     f, g : np.ndarray [shape=(N, n_classes)]
         Probabilities of the classifier and of the interpreter.
     ks : sequence of int
@@ -523,27 +520,18 @@ def _probabilities(classify, signals):
     return probs.astype(np.float64)
 
 
-def _reference_audio(x, X, phase, stft):
-    if x is not None:
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 1:
-            raise ParameterError(f"x must be a mono signal of shape (n,), got {x.shape}")
-        if stft.get("length") is None:
-            stft = dict(stft, length=x.size)
-        return x, stft
-    from .interpretation import _invert
-
-    keys = ("n_fft", "hop_length", "win_length", "window", "center", "length")
-    return _invert(np.asarray(X, dtype=np.float64), phase, *(stft[k] for k in keys)), stft
+def _reference_audio(x, X, phase, stft, length):
+    """The input audio for ``f(x)`` and the length of the removal signals: ``x`` and its size, or ``INV(X, P_x)``."""
+    if x is None:
+        return stft.invert(np.asarray(X, dtype=np.float64), phase, length=length), length
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 1:
+        raise ParameterError(f"x must be a mono signal of shape (n,), got {x.shape}")
+    return x, x.size if length is None else length
 
 
-def _stft_kwargs(n_fft, hop_length, win_length, window, center, length, mask_domain, eps):
-    return dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center,
-                length=length, mask_domain=mask_domain, eps=eps)
-
-
-def removal_drops(classify, X, phase, W, H, requests, *, x=None, n_fft=1024, hop_length=512, win_length=None,
-                  window="hann", center=True, length=None, mask_domain="logmag", eps=1e-10):
+def removal_drops(classify, X, phase, W, H, requests, *, stft, x=None, length=None, mask_domain="logmag",
+                  eps=1e-10):
     """``FF_x = f(x)_c - f(x_2)_c`` (Eq. 7) for several ``(c, components)`` pairs of one input, one ``classify`` call.
 
     ``x_2 = INV(X - sum_{l in L} X_l, P_x)`` (:func:`l2i.interpretation.removal_audio`) is
@@ -560,21 +548,24 @@ def removal_drops(classify, X, phase, W, H, requests, *, x=None, n_fft=1024, hop
     H : np.ndarray [shape=(K, T)]
     requests : sequence of (int, sequence of int)
         ``(c, L)``: the class whose probability drop is measured and the components removed.
+    stft : audiodata.features.STFTParams
+        The STFT ``X`` was computed with.
     x : np.ndarray [shape=(n,)], optional
         The input audio for ``f(x)``; by default ``INV(X, P_x)`` (see :func:`faithfulness`).
-    n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+    length, mask_domain, eps
         As in :func:`l2i.interpretation.interpret` (``length`` defaults to ``x.size`` when ``x`` is given).
 
     Returns
     -------
     ff : np.ndarray [shape=(len(requests),)], float64
     """
-    stft = _stft_kwargs(n_fft, hop_length, win_length, window, center, length, mask_domain, eps)
     X = _check_spectrogram(X, W, phase)
-    x_ref, stft = _reference_audio(x, X, phase, stft)
+    _check_stft(stft, X)
+    x_ref, length = _reference_audio(x, X, phase, stft, length)
     requests = [(int(c), tuple(int(k) for k in np.asarray(comps, dtype=int).ravel())) for c, comps in requests]
     unique = list(dict.fromkeys(s for _, s in requests))
-    signals = [x_ref] + [removal_audio(X, phase, W, H, list(s), **stft) for s in unique]
+    signals = [x_ref] + [removal_audio(X, phase, W, H, list(s), stft=stft, length=length, mask_domain=mask_domain,
+                                       eps=eps) for s in unique]
     probs = _probabilities(classify, signals)
     position = {s: i + 1 for i, s in enumerate(unique)}
     for c, _ in requests:
@@ -583,8 +574,8 @@ def removal_drops(classify, X, phase, W, H, requests, *, x=None, n_fft=1024, hop
     return np.array([probs[0, c] - probs[position[s], c] for c, s in requests], dtype=np.float64)
 
 
-def faithfulness(classify, X, phase, W, H, components, c, *, x=None, n_fft=1024, hop_length=512,
-                 win_length=None, window="hann", center=True, length=None, mask_domain="logmag", eps=1e-10):
+def faithfulness(classify, X, phase, W, H, components, c, *, stft, x=None, length=None, mask_domain="logmag",
+                 eps=1e-10):
     """``FF_x = f(x)_c - f(x_2)_c``, the drop in probability when ``components`` are removed (Eq. 7).
 
     ``x_2 = INV(X - sum_{l in L} X_l, P_x)`` (:func:`l2i.interpretation.removal_audio`).
@@ -604,11 +595,13 @@ def faithfulness(classify, X, phase, W, H, components, c, *, x=None, n_fft=1024,
         The set ``L_{c,x}`` to remove.
     c : int
         The interpreted class (the one predicted by ``f``).
+    stft : audiodata.features.STFTParams
+        The STFT ``X`` was computed with.
     x : np.ndarray [shape=(n,)], optional
         The input audio for ``f(x)``.  By default ``INV(X, P_x)``, the input
         resynthesised from its STFT, so that removal is the only difference
         between the two signals (an empty ``L`` then gives exactly 0).
-    n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+    length, mask_domain, eps
         As in :func:`l2i.interpretation.interpret` (``length`` defaults to ``x.size`` when ``x`` is given).
 
     Returns
@@ -616,13 +609,11 @@ def faithfulness(classify, X, phase, W, H, components, c, *, x=None, n_fft=1024,
     ff : float in [-1, 1]
     """
     components = _check_components(list(components), np.shape(W)[1])
-    return float(removal_drops(classify, X, phase, W, H, [(c, components)], x=x, n_fft=n_fft,
-                               hop_length=hop_length, win_length=win_length, window=window, center=center,
-                               length=length, mask_domain=mask_domain, eps=eps)[0])
+    return float(removal_drops(classify, X, phase, W, H, [(c, components)], stft=stft, x=x, length=length,
+                               mask_domain=mask_domain, eps=eps)[0])
 
 
-def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, x=None, n_fft=1024, hop_length=512,
-                       win_length=None, window="hann", center=True, length=None, mask_domain="logmag",
+def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, stft, x=None, length=None, mask_domain="logmag",
                        eps=1e-10):
     """``FF_x`` for several thresholds ``tau`` (Table V), with one call of ``classify``.
 
@@ -631,12 +622,12 @@ def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, x=None, n_fft=10
 
     Parameters
     ----------
-    classify, X, phase, W, H, c, x
+    classify, X, phase, W, H, c, stft, x
         As in :func:`faithfulness`.
     r : np.ndarray [shape=(K,)]
         Relevances of the components for class ``c`` (:func:`l2i.interpretation.relevance`).
     taus : sequence of float in [0, 1)
-    n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+    length, mask_domain, eps
         As in :func:`faithfulness`.
 
     Returns
@@ -649,8 +640,7 @@ def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, x=None, n_fft=10
     if r.shape != (np.shape(W)[1],):
         raise ParameterError(f"r must have shape (K={np.shape(W)[1]},), got {r.shape}")
     sets = [relevant_components(r, tau) for tau in np.atleast_1d(taus)]
-    ff = removal_drops(classify, X, phase, W, H, [(c, s) for s in sets], x=x, n_fft=n_fft, hop_length=hop_length,
-                       win_length=win_length, window=window, center=center, length=length,
+    ff = removal_drops(classify, X, phase, W, H, [(c, s) for s in sets], stft=stft, x=x, length=length,
                        mask_domain=mask_domain, eps=eps)
     return ff, np.array([len(s) for s in sets])
 
@@ -730,14 +720,13 @@ def random_baseline_components(n_components, n_remove, relevant, seed=None):
     return random_components(n_components, size, exclude=relevant, seed=seed)
 
 
-def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, seed=None, x=None, n_fft=1024,
-                    hop_length=512, win_length=None, window="hann", center=True, length=None,
+def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, stft, seed=None, x=None, length=None,
                     mask_domain="logmag", eps=1e-10):
     """``FF_x`` of the Random Baseline: remove ``n_remove`` random non-relevant components (Sec. IV-C).
 
     Parameters
     ----------
-    classify, X, phase, W, H, c, x
+    classify, X, phase, W, H, c, stft, x
         As in :func:`faithfulness`.
     relevant : sequence of int
         ``L_{c,x}``; these are never removed.
@@ -746,7 +735,7 @@ def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, see
         the test set (per class for multi-label data, :func:`random_baseline_size`).
         Default ``len(relevant)``. Capped at the number of non-relevant components.
     seed : int, np.random.Generator or None
-    n_fft, hop_length, win_length, window, center, length, mask_domain, eps
+    length, mask_domain, eps
         As in :func:`faithfulness`.
 
     Returns
@@ -757,9 +746,8 @@ def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, see
     """
     n_remove = len(relevant) if n_remove is None else n_remove
     removed = random_baseline_components(np.shape(W)[1], n_remove, relevant, seed=seed)
-    ff = faithfulness(classify, X, phase, W, H, removed, c, x=x, n_fft=n_fft, hop_length=hop_length,
-                      win_length=win_length, window=window, center=center, length=length,
-                      mask_domain=mask_domain, eps=eps)
+    ff = faithfulness(classify, X, phase, W, H, removed, c, stft=stft, x=x, length=length, mask_domain=mask_domain,
+                      eps=eps)
     return ff, removed
 
 

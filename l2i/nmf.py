@@ -90,6 +90,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiodata.cli import positive_int, require
 from audiodata.errors import ParameterError
 
 __all__ = [
@@ -253,7 +254,7 @@ def learn_dictionary(
     is described in the module docstring of :mod:`l2i.nmf`.
     """
     dtype = _check_dtype(dtype)
-    _check_int("n_components", n_components, minimum=1)
+    require(positive_int, n_components, "n_components", strict=True)
     chunks, n_features, n_frames = _as_chunks(X, chunk_size, dtype)
     if W_fixed is None:
         W_fixed = np.zeros((n_features, 0), dtype=dtype)
@@ -455,7 +456,7 @@ def _sparse_nmf(chunks, W, H, n_fixed, l1, n_iter, tol, eps, verbose, callback):
     """
     if not (np.isfinite(l1) and l1 >= 0):
         raise ParameterError(f"l1 must be a finite number >= 0, got {l1!r}")
-    _check_int("n_iter", n_iter, minimum=1)
+    require(positive_int, n_iter, "n_iter", strict=True)
     if not (tol >= 0):
         raise ParameterError(f"tol must be >= 0, got {tol!r}")
     if not (eps > 0):
@@ -592,14 +593,40 @@ def _check_dtype(dtype):
     return np.dtype(name)
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_matrix(part, where, size, *, axis, layout, what, first):
+    """Check one of several matrices that must agree along ``axis``; return its size there.
+
+    Parameters
+    ----------
+    part : np.ndarray
+        Must be 2-D.
+    where : str
+        Its name in the messages (``"X[3]"``).
+    size : int or None
+        The size along ``axis`` of the first matrix (None: ``part`` is the first).
+    axis : {0, 1}
+    layout : str
+        What a 2-D ``part`` is, for the message (``"2-D array (F, T)"``).
+    what : str
+        What the entries along ``axis`` are (``"rows"``, ``"frequency bins"``).
+    first : str
+        The first matrix's name (``"X[0]"``).
+
+    Returns
+    -------
+    int
+        ``part.shape[axis]``.
+    """
+    if part.ndim != 2:
+        raise ParameterError(f"{where} must be a {layout}, got shape {part.shape}")
+    if size is not None and part.shape[axis] != size:
+        raise ParameterError(f"{where} has {part.shape[axis]} {what}, {first} has {size}")
+    return part.shape[axis]
 
 
 def _as_chunks(X, chunk_size, dtype):
     """Validate X and return ``([(start_column, block), ...], F, T)`` of views (no copy)."""
-    _check_int("chunk_size", chunk_size, minimum=1)
+    require(positive_int, chunk_size, "chunk_size", strict=True)
     parts = list(X) if isinstance(X, (list, tuple)) else [X]
     if not parts:
         raise ParameterError("X is an empty list; give at least one (F, T) array")
@@ -609,12 +636,8 @@ def _as_chunks(X, chunk_size, dtype):
     for i, part in enumerate(parts):
         part = part if isinstance(part, np.ndarray) else np.asarray(part, dtype=dtype)
         where = "X" if len(parts) == 1 else f"X[{i}]"
-        if part.ndim != 2:
-            raise ParameterError(f"{where} must be a 2-D array (F, T), got shape {part.shape}")
-        if n_features is None:
-            n_features = part.shape[0]
-        elif part.shape[0] != n_features:
-            raise ParameterError(f"{where} has {part.shape[0]} rows, X[0] has {n_features}")
+        n_features = check_matrix(part, where, n_features, axis=0, layout="2-D array (F, T)", what="rows",
+                                  first="X[0]")
         for s in range(0, part.shape[1], chunk_size):
             block = part[:, s:s + chunk_size]
             finite_min = np.min(block) if block.size else 0.0

@@ -38,9 +38,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from audiodata.datasets import DATASETS, FoldDataset, get_dataset
+from audiodata.datasets.esc50 import CLASSES, ESC10_TARGETS
 from audiodata.errors import AudioFileError, ParameterError
+from audiodata.features import STFTParams, features_from_signal, load_feature_params, log_magnitude_spectrogram
+from audiodata.io import write_audio
+from audioruns.checkpoints import load_model_file
+from l2i import metrics
+from l2i.corruption import add_white_noise, mix, mixing_partner
+from l2i.interpretation import relevance, relevant_components, write_interpretation
+from l2i.losses import crossentropy, nmf_reconstruction_loss
+from l2i.runs import differences, identity_from_results, read_identity
 
 __all__ = [
     "CORRUPTIONS",
@@ -64,8 +75,6 @@ DEFAULT_TAUS = (0.1, 0.3, 0.5, 0.7, 0.9)
 #: Corruptions of the audio corruption experiment (Sec. V-B): none, white noise at 0 dB, mixture with
 #: a clip of another class at 0 dB.
 CORRUPTIONS = ("none", "noise", "mix")
-#: Classes left out of the fidelity AUPRCs and faithfulness (Sec. V-A).
-from l2i.metrics import IGNORED_CLASSES  # noqa: E402  (defined once, in l2i.metrics)
 #: OpenMIC-2018's 20 instruments in the order of its ``class-map.json`` (fixed by the dataset; the loader reads
 #: them from the data folder, so its class attribute is empty until a folder is opened).
 OPENMIC_CLASSES = ("accordion", "banjo", "bass", "cello", "clarinet", "cymbals", "drums", "flute", "guitar",
@@ -88,9 +97,6 @@ def check_tau(tau):
 
 def dataset_classes(dataset):
     """Class names of ``dataset`` (no data needed), index = label."""
-    from audiodata.datasets import DATASETS
-    from audiodata.datasets.esc50 import CLASSES, ESC10_TARGETS
-
     if dataset == "esc10":
         return tuple(CLASSES[t] for t in ESC10_TARGETS)
     if dataset not in DATASETS:
@@ -156,24 +162,20 @@ class L2IRun:
 
     @property
     def stft(self):
-        """STFT keyword arguments of the log-magnitude features (for Algorithm 1's inversion)."""
-        p = self.logmag_params
-        return {"n_fft": int(p["n_fft"]), "hop_length": int(p["hop_length"]), "win_length": p.get("win_length")}
+        """The STFT of the log-magnitude features (:class:`audiodata.features.STFTParams`, for Algorithm 1)."""
+        return STFTParams.from_feature_params(self.logmag_params)
 
     @property
     def ignored(self):
         """Indices of the classes left out of fidelity AUPRCs and faithfulness."""
-        names = IGNORED_CLASSES.get(self.dataset, ())
-        return tuple(i for i, c in enumerate(self.classes) if c in names)
+        return metrics.ignored_classes(self.dataset, self.classes)
 
     def features(self, y):
         """``mel`` [shape=(T, n_mels)] (input of f), ``X`` and ``phase`` [shape=(T, F)] of a mono clip."""
-        from audiodata.features.extract import features_from_signal
-        from audiodata.features.spectrogram import log_magnitude_spectrogram
-
         mel = features_from_signal(y, self.mel_params)
         p = self.logmag_params
-        X, phase = log_magnitude_spectrogram(y, n_frames=p.get("n_frames"), return_phase=True, **self.stft)
+        X, phase = log_magnitude_spectrogram(y, n_frames=p.get("n_frames"), return_phase=True,
+                                             **self.stft.stft_kwargs())
         return mel, X, phase
 
     def predict(self, mel):
@@ -185,8 +187,6 @@ class L2IRun:
             ``f`` (B, C) classifier probabilities, ``g`` (B, C) interpreter
             probabilities, ``H`` (B, K, T), ``z`` (B, K) or (B, C, K).
         """
-        import keras
-
         if self._forward is None:
             layer = self.interpreter.get_layer
             outputs = {"f": self.classifier.outputs[0], "g": layer("interpreter_prediction").output,
@@ -197,8 +197,6 @@ class L2IRun:
 
     def classify(self, signals):
         """``f``'s probabilities [shape=(B, C)] for audio clips [shape=(B, n)] (faithfulness, Eq. 7)."""
-        from audiodata.features.extract import features_from_signal
-
         mels = np.stack([features_from_signal(np.asarray(y, dtype=np.float32), self.mel_params) for y in signals])
         return np.asarray(self.classifier.predict_on_batch(mels), dtype=np.float64)
 
@@ -236,12 +234,6 @@ def load_run(model_dir, dataset=None):
     -------
     L2IRun
     """
-    import keras
-
-    import l2i  # noqa: F401  (registers the serialisable classes)
-    from audioruns.checkpoints import load_model_file
-    from audiodata.features import load_feature_params
-
     path = _find_interpreter(model_dir)
     info = json.loads((path / "results.json").read_text()) if (path / "results.json").is_file() else {}
     if dataset is None:
@@ -280,7 +272,7 @@ def class_index(run, name):
 
 
 # --------------------------------------------------------------------------- one clip
-def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False):
+def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False, *, max_duration=None, header=None):
     """Any audio file as one mono clip of ``duration`` seconds at ``sr`` Hz.
 
     Only the window ``[start, start + duration)`` of the file (WAV, FLAC, OGG) is
@@ -302,6 +294,15 @@ def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False):
         Start of the window, in seconds.
     peak_normalize : {False, None, True, 'abs', 'max'}
         The ``peak_normalize`` key of the run's feature sets (L2I datasets: ``'max'``).
+    max_duration : float, optional
+        Keyword only. Refuse a file longer than this many seconds
+        (:class:`audiodata.io.AudioTooLongError`): from its header, before a sample is
+        decoded, or, when the header does not give the length, while decoding, stopped at the
+        limit. Bounds the time and memory one file can take (a compressed file of silence can
+        decode to hours of audio). Default: no limit.
+    header : audiodata.io.AudioInfo, optional
+        Keyword only. The file's header when the caller has read it already
+        (:func:`audiodata.io.audio_info`, e.g. to report a truncated WAV); read here otherwise.
 
     Returns
     -------
@@ -314,18 +315,21 @@ def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False):
     ------
     AudioFileError
         The file is missing, empty, not audio, holds NaN/Inf, or ends before ``start``.
+    audiodata.io.AudioTooLongError
+        Longer than ``max_duration`` (a subclass of :class:`AudioFileError`).
     """
     from audiodata.features.extract import peak_normalize as _peak_normalize
     from audiodata.io import audio_info, load_audio
 
     if not float(start) >= 0:
         raise ParameterError(f"start must be >= 0 seconds, got {start!r}")
-    header = audio_info(path)
+    if header is None:
+        header = audio_info(path)
     if header.seconds is not None and float(start) >= header.seconds:
         raise AudioFileError(path, f"lasts {header.seconds:.2f} s; nothing to analyse from start={start} s")
     # Only the window is decoded (the header is read first): the same samples as decoding the whole
     # file, resampling and cutting, without decoding hours of audio for a 5-second clip.
-    y, _ = load_audio(path, sr=sr, mono=True, offset=float(start), duration=duration)
+    y, _ = load_audio(path, sr=sr, mono=True, offset=float(start), duration=duration, max_duration=max_duration)
     info = {"original_sr": int(header.samplerate), "channels": int(header.channels), "seconds": header.seconds,
             "start": float(start)}
     return _peak_normalize(y, peak_normalize), info
@@ -372,13 +376,10 @@ class Explanation:
     def write(self, folder, title=None):
         """Write ``interpretation.wav``, ``component_<k>.wav``, ``input.wav``, ``interpretation.png`` and
         ``interpretation.json`` to ``folder``; returns the paths (:func:`l2i.interpretation.write_interpretation`)."""
-        from audiodata.io import write_audio
-        from l2i.interpretation import write_interpretation
-
         folder = Path(folder)
-        paths = write_interpretation(folder, self.X, self.phase, self.run.W, self.H, self.components, self.run.sr,
-                                     relevance=self.relevance, tau=self.tau, title=title, length=self.y.size,
-                                     **self.run.stft)
+        paths = write_interpretation(folder, self.X, self.phase, self.run.W, self.H, self.components,
+                                     stft=self.run.stft, relevance=self.relevance, tau=self.tau, title=title,
+                                     length=self.y.size)
         paths["input"] = write_audio(folder / "input.wav", self.y, self.run.sr)
         paths["summary"] = folder / "interpretation.json"
         paths["summary"].write_text(json.dumps(self.summary(), indent=2))
@@ -400,8 +401,6 @@ def explain_signal(run, y, c=None, tau=0.1):
     -------
     Explanation
     """
-    from l2i.interpretation import relevance, relevant_components
-
     tau = check_tau(tau)
     mel, X, phase = run.features(np.asarray(y, dtype=np.float32))
     out = run.predict(mel[None])
@@ -434,8 +433,6 @@ def interpret_file(run, path, class_name=None, tau=0.1, start=0.0, output=None):
 # --------------------------------------------------------------------------- evaluation
 def test_split(dataset, fold=1, data_dir=None):
     """The test clips of ``fold``: DataFrame (``clip_id``, ``path``), targets (NaN = not annotated), classes."""
-    from audiodata.datasets import FoldDataset, get_dataset
-
     ds = get_dataset(dataset, data_dir=data_dir)
     parts = ds.split(fold, validation=False) if isinstance(ds, FoldDataset) else ds.split(fold)
     test = parts["test"].reset_index(drop=True)
@@ -445,8 +442,6 @@ def test_split(dataset, fold=1, data_dir=None):
 
 
 def _corrupt(y, corruption, index, seed, partner_audio):
-    from l2i.corruption import add_white_noise, mix
-
     if corruption == "noise":
         return add_white_noise(y, snr=0.0, seed=[seed, index])
     if corruption == "mix":
@@ -461,25 +456,19 @@ def task_scores(run, labels, probabilities, prefix=""):
     OpenMIC-2018: ``weighted_f1`` on the annotated labels (threshold 0.5). ``run``: anything with
     ``dataset``, ``classes``, ``multilabel`` (:func:`l2i.metrics.task_scores`).
     """
-    from l2i.metrics import task_scores as scores
-
-    return scores(run.dataset, run.classes, run.multilabel, labels, probabilities, prefix=prefix)
+    return metrics.task_scores(run.dataset, run.classes, run.multilabel, labels, probabilities, prefix=prefix)
 
 
 def fidelity_scores(run, f, g):
     """Fidelity of ``g`` to ``f`` (Sec. IV-C, Table IV), :func:`l2i.metrics.fidelity_scores`: top-1/top-5
     (fractions, multi-class); the authors' macro/micro AUPRC and max-F1 over 11 thresholds plus ours
     (``*_ap``, average precision) (SONYC-UST); weighted F1 (OpenMIC-2018)."""
-    from l2i.metrics import fidelity_scores as scores
-
-    return scores(run.dataset, run.classes, run.multilabel, f, g)
+    return metrics.fidelity_scores(run.dataset, run.classes, run.multilabel, f, g)
 
 
 def _fidelity_loss(run, f, g):
     """``L_FID`` on the test set: cross-entropy of ``g`` against ``f`` (Eq. 1 or 2), batch mean
     (:func:`l2i.losses.crossentropy`)."""
-    from l2i.losses import crossentropy
-
     f, g = np.asarray(f, dtype=np.float64), np.asarray(g, dtype=np.float64)
     return float(crossentropy(f, g, run.multilabel))
 
@@ -504,9 +493,6 @@ class _Interpretation:
 
 def _predict_split(run, clip, n, batch_size, progress):
     """Pass 1: ``f``, ``g`` [shape=(n, C)], test ``L_NMF`` (mean per bin) and the interpretations."""
-    from l2i.interpretation import relevance
-    from l2i.losses import nmf_reconstruction_loss
-
     f_all, g_all, pairs, nmf_sum, n_bins = [], [], [], 0.0, 0
     for lo in range(0, n, batch_size):
         feats = [run.features(clip(i)) for i in range(lo, min(n, lo + batch_size))]
@@ -528,36 +514,96 @@ def _predict_split(run, clip, n, batch_size, progress):
 
 def _random_sizes(run, pairs, taus):
     """Random Baseline sizes ``{tau: {class: n}}``: the mean ``|L_{c,x}|``, per class for multi-label data."""
-    from l2i.interpretation import relevant_components
-    from l2i.metrics import random_baseline_size
-
     classes = np.array([p.c for p in pairs], dtype=int)
     sizes = {}
     for t in taus:
         n_removed = np.array([relevant_components(p.r, t).size for p in pairs])
         if run.multilabel:
-            sizes[t] = random_baseline_size(n_removed, classes)
+            sizes[t] = metrics.random_baseline_size(n_removed, classes)
         else:
-            size = random_baseline_size(n_removed)
+            size = metrics.random_baseline_size(n_removed)
             sizes[t] = {int(c): size for c in np.unique(classes)}
     return sizes
 
 
 def _clip_faithfulness(run, y, clip_pairs, taus, n_random, rng):
     """Pass 2 for one clip: ``FF_x`` of L2I and of the Random Baseline for each pair and ``tau``, one batch."""
-    from l2i.interpretation import relevant_components
-    from l2i.metrics import random_baseline_components, removal_drops
-
     _, X, phase = run.features(y)
     requests, sizes = [], []
     for p in clip_pairs:  # all pairs of a clip share H, so removals depend on the component set only
         for t in taus:
             relevant = relevant_components(p.r, t)
-            drawn = random_baseline_components(run.n_components, n_random[t][p.c], relevant, seed=rng)
+            drawn = metrics.random_baseline_components(run.n_components, n_random[t][p.c], relevant, seed=rng)
             requests += [(p.c, relevant), (p.c, drawn)]
             sizes.append((p.c, t, relevant.size, drawn.size))
-    drops = removal_drops(run.classify, X, phase, run.W, clip_pairs[0].H, requests, x=y, **run.stft)
+    drops = metrics.removal_drops(run.classify, X, phase, run.W, clip_pairs[0].H, requests, stft=run.stft, x=y)
     return [(c, t, drops[2 * i], n_rel, drops[2 * i + 1], n_rand) for i, (c, t, n_rel, n_rand) in enumerate(sizes)]
+
+
+def _check_evaluation(corruption, taus):
+    """``taus`` as a list of checked floats, or :class:`ParameterError` for them or for ``corruption``."""
+    if corruption not in CORRUPTIONS:
+        raise ParameterError(f"corruption must be one of {CORRUPTIONS}, got {corruption!r}")
+    taus = [check_tau(t) for t in taus]
+    if not taus:
+        raise ParameterError("give at least one tau")
+    return taus
+
+
+def _clip_loader(run, paths, label_keys, corruption, seed):
+    """``clip(i)``: test clip ``i`` as the network sees it (Sec. V-B: corrupted if asked), read from its file.
+
+    Every call reads the file again (pass 1 and pass 2 each read a clip once): clips are not kept in
+    memory. The corruption is a function of ``(seed, i)`` only, so both passes see the same signal.
+    ``paths`` and ``label_keys`` cover the whole split: mixing partners are drawn from all of it.
+    """
+    peak = run.logmag_params.get("peak_normalize")
+
+    def audio(i):
+        return load_clip(paths[i], run.sr, run.duration, peak_normalize=peak)[0]
+
+    def partner(i):
+        return audio(mixing_partner(label_keys, i, seed=[seed, i]))
+
+    def clip(i):
+        return _corrupt(audio(i), corruption, i, seed, partner if corruption == "mix" else None)
+
+    return clip
+
+
+def _pairs_by_clip(pairs):
+    """The interpretations of pass 1 grouped by clip: ``[(clip index, [pairs])]``, sorted by clip."""
+    by_clip = {}
+    for p in pairs:
+        by_clip.setdefault(p.clip, []).append(p)
+    return sorted(by_clip.items())
+
+
+def _faithfulness_rows(run, clip, clip_ids, pairs, taus, n_random, seed, progress):
+    """Pass 2: one row per (clip, interpreted class, tau) with ``FF_x`` of L2I and of the Random Baseline.
+
+    The Random Baseline's draws come from one generator seeded with ``seed``, advanced clip by clip
+    in the order of the clips.
+    """
+    rng = np.random.default_rng(seed)
+    grouped = _pairs_by_clip(pairs)
+    rows = []
+    for done, (i, clip_pairs) in enumerate(grouped):
+        for c, t, ff, n_rel, ff_random, n_rand in _clip_faithfulness(run, clip(i), clip_pairs, taus, n_random, rng):
+            rows.append({"clip_id": clip_ids[i], "class": run.classes[c], "class_index": c, "tau": t, "ff": float(ff),
+                         "n_removed": int(n_rel), "ff_random": float(ff_random), "n_random": int(n_rand)})
+        if progress and (done + 1) % 10 == 0:
+            print(f"pass 2: {done + 1}/{len(grouped)} clips", flush=True)
+    return rows
+
+
+def _relevance_arrays(run, pairs, clip_ids):
+    """The relevances of every interpretation for Fig. 5: ``r`` (n_pairs, K), ``class_index``, ``clip_id``,
+    ``classes``."""
+    return {"r": np.array([p.r for p in pairs]).reshape(len(pairs), run.n_components),
+            "class_index": np.array([p.c for p in pairs], dtype=int),
+            "clip_id": np.array([clip_ids[p.clip] for p in pairs]),
+            "classes": np.array(run.classes)}
 
 
 def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none", seed=0, max_clips=None,
@@ -596,71 +642,37 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
     relevances : dict of np.ndarray
         ``r`` (n_pairs, K), ``class_index`` (n_pairs,), ``clip_id`` (n_pairs,), for Fig. 5.
     """
-    from l2i.corruption import mixing_partner
-
-    if corruption not in CORRUPTIONS:
-        raise ParameterError(f"corruption must be one of {CORRUPTIONS}, got {corruption!r}")
-    taus = [check_tau(t) for t in taus]
-    if not taus:
-        raise ParameterError("give at least one tau")
+    taus = _check_evaluation(corruption, taus)
     start = time.perf_counter()
     clips, labels, classes = test_split(run.dataset, fold, data_dir)
     if tuple(classes) != tuple(run.classes):
         raise ParameterError(f"the run's classes differ from those of {run.dataset} in {data_dir}")
-    paths = clips["path"].tolist()  # the whole split: mixing partners are drawn from all of it
     label_keys = np.array([",".join(map(str, np.flatnonzero(np.nan_to_num(t) > 0))) for t in labels])
+    clip = _clip_loader(run, clips["path"].tolist(), label_keys, corruption, seed)
     if max_clips is not None:
         clips, labels = clips.iloc[:int(max_clips)], labels[:int(max_clips)]
+    clip_ids = [str(c) for c in clips["clip_id"]]
 
-    def audio(i):
-        return load_clip(paths[i], run.sr, run.duration, peak_normalize=run.logmag_params.get("peak_normalize"))[0]
-
-    def clip(i):
-        partner = (lambda j: audio(mixing_partner(label_keys, j, seed=[seed, j]))) if corruption == "mix" else None
-        return _corrupt(audio(i), corruption, i, seed, partner)
-
-    # ---- pass 1: predictions, L_NMF, relevances
-    n = len(clips)
-    f_all, g_all, nmf_loss, pairs = _predict_split(run, clip, n, batch_size, progress)
-    n_random = _random_sizes(run, pairs, taus)
-
-    # ---- pass 2: feature removal (Eq. 7) and the Random Baseline, one batch per clip
-    rng = np.random.default_rng(seed)
-    by_clip = {}
-    for p in pairs:
-        by_clip.setdefault(p.clip, []).append(p)
-    rows = []
-    for done, (i, clip_pairs) in enumerate(sorted(by_clip.items())):
-        clip_id = str(clips["clip_id"].iloc[i])
-        for c, t, ff, n_rel, ff_random, n_rand in _clip_faithfulness(run, clip(i), clip_pairs, taus, n_random, rng):
-            rows.append({"clip_id": clip_id, "class": run.classes[c], "class_index": c, "tau": t, "ff": float(ff),
-                         "n_removed": int(n_rel), "ff_random": float(ff_random), "n_random": int(n_rand)})
-        if progress and (done + 1) % 10 == 0:
-            print(f"pass 2: {done + 1}/{len(by_clip)} clips", flush=True)
+    f_all, g_all, nmf_loss, pairs = _predict_split(run, clip, len(clip_ids), batch_size, progress)
+    rows = _faithfulness_rows(run, clip, clip_ids, pairs, taus, _random_sizes(run, pairs, taus), seed, progress)
 
     results = _summarise(run, taus, rows, f_all, g_all, labels)
     results.update({
         "dataset": run.dataset, "fold": int(fold), "corruption": corruption, "seed": int(seed),
-        "n_clips": int(n), "n_interpretations": len(pairs), "n_components": run.n_components,
+        "n_clips": len(clip_ids), "n_interpretations": len(pairs), "n_components": run.n_components,
         "mode": run.info.get("mode"), "theta": run.info.get("theta"), "model": str(run.path),
         "test_nmf_loss": nmf_loss, "test_fidelity_loss": _fidelity_loss(run, f_all, g_all),
         "seconds": time.perf_counter() - start,
     })
-    relevances = {"r": np.array([p.r for p in pairs]).reshape(len(pairs), run.n_components),
-                  "class_index": np.array([p.c for p in pairs], dtype=int),
-                  "clip_id": np.array([str(clips["clip_id"].iloc[p.clip]) for p in pairs]),
-                  "classes": np.array(run.classes)}
-    return results, rows, relevances
+    return results, rows, _relevance_arrays(run, pairs, clip_ids)
 
 
 def _summarise(run, taus, rows, f, g, labels):
     """The JSON-ready scores of :func:`evaluate_run`: fidelity, task scores, ``FF_median`` (overall and per
     class, L2I and Random Baseline) and the mean numbers of removed components, per ``tau``."""
-    from l2i.metrics import ff_median
-
     def medians(items, key):
-        overall = ff_median(np.array([r[key] for r in items], dtype=np.float64))
-        per_class = ff_median(np.array([r[key] for r in items], dtype=np.float64),
+        overall = metrics.ff_median(np.array([r[key] for r in items], dtype=np.float64))
+        per_class = metrics.ff_median(np.array([r[key] for r in items], dtype=np.float64),
                               classes=np.array([r["class_index"] for r in items], dtype=int)) if items else {}
         return overall, {run.classes[c]: value for c, value in per_class.items()}
 
@@ -698,8 +710,6 @@ def find_results(results_dir):
         (:mod:`l2i.runs`; an evaluation has its run's), ``differences`` the keys where it differs from the
         main configuration (``[]``: a main run; None: unknown, e.g. baselines).
     """
-    from l2i.runs import differences, identity_from_results, read_identity
-
     found = []
     for path in sorted(Path(results_dir).rglob("results.json")):
         match = _RUN_PATTERN.search(path.resolve().as_posix())

@@ -1,5 +1,6 @@
-"""The model fitted to train L2I (:class:`L2ITrainer`): the interpreter, plus f's output when f is
-trained too, with the loss of the chosen mode (:data:`MODES`).
+"""The models fitted to train an interpreter: their common base :class:`InterpreterModel`, and
+:class:`L2ITrainer`, L2I's interpreter plus f's output when f is trained too, with the loss of the
+chosen mode (:data:`MODES`).
 """
 import keras
 from keras import ops
@@ -7,15 +8,86 @@ from keras import ops
 from l2i.interpreter import L2IInterpreter
 from l2i.losses import crossentropy, nmf_reconstruction_loss
 
-__all__ = ["MODES", "L2ITrainer"]
+__all__ = ["MODES", "InterpreterModel", "L2ITrainer"]
 
 #: Training modes: post-hoc (Eq. 4-5, f frozen), by design (Sec. III-C), by design without L_f
 #: ("L2I_BD-NoPred", Sec. IV-C: the classification loss on g(x) instead of f(x)).
 MODES = ("posthoc", "bydesign", "bydesign_nopred")
 
 
+class InterpreterModel(keras.Model):
+    """Base of the models fitted to train an interpreter (L2I and its baselines): one loss made of named terms.
+
+    A subclass (a functional model: it calls ``super().__init__(inputs=..., outputs=...)``)
+    names its loss terms in :attr:`LOSS_TERMS` and defines :meth:`loss_terms`; this base
+
+    * tracks each term as a ``keras.metrics.Mean`` named ``<term>_loss`` (so ``fit`` logs
+      ``<term>_loss`` and ``val_<term>_loss``, in the order of :attr:`LOSS_TERMS`);
+    * computes the training loss (:meth:`compute_loss`): the total of :meth:`loss_terms`
+      plus the layers' own losses (``self.losses``, e.g. weight regularisers);
+    * serialises the model as ``name``, ``trainable`` and the constructor arguments given by
+      :meth:`constructor_config`, a ``classifier`` among them as a nested Keras object.
+
+    It is the role of SpeechBrain's ``InterpreterBrain``: the subclass says what the loss is,
+    the base does the bookkeeping. The base itself is not registered for serialisation;
+    each subclass is, under its own name.
+    """
+
+    #: Names of the loss terms: the keys of the dict :meth:`loss_terms` returns.
+    LOSS_TERMS = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_trackers = {term: keras.metrics.Mean(name=f"{term}_loss") for term in self.LOSS_TERMS}
+
+    def loss_terms(self, y, y_pred, *, x=None):
+        """The loss terms (scalar tensors, batch means) and their weighted total.
+
+        Parameters
+        ----------
+        y : tensor or dict of tensors
+            The targets given to ``fit``.
+        y_pred : dict of tensors
+            The model's outputs.
+        x : tensor, optional
+            The model's input (for terms that compare with it).
+
+        Returns
+        -------
+        terms : dict {str: scalar tensor}
+            One entry per name of :attr:`LOSS_TERMS`.
+        total : scalar tensor
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define loss_terms(y, y_pred, *, x=None)")
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        terms, total = self.loss_terms(y, y_pred, x=x)
+        for term, tracker in self.loss_trackers.items():
+            tracker.update_state(terms[term])
+        if self.losses:
+            total = total + ops.sum(self.losses)
+        return total
+
+    def constructor_config(self):
+        """The constructor arguments of this model, as a dict of plain values (a ``classifier`` as the model)."""
+        raise NotImplementedError(f"{type(self).__name__} must define constructor_config()")
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, **self.constructor_config()}
+        if "classifier" in config:
+            config["classifier"] = keras.saving.serialize_keras_object(config["classifier"])
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "classifier" in config:
+            config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="l2i")
-class L2ITrainer(keras.Model):
+class L2ITrainer(InterpreterModel):
     """The model fitted to train L2I: interpreter (+ f's output) with the loss of ``mode``.
 
     Builds :class:`l2i.interpreter.L2IInterpreter` on ``classifier`` and returns
@@ -37,7 +109,7 @@ class L2ITrainer(keras.Model):
 
     ``L_NMF`` is the mean squared error per bin and ``|H|_1`` the mean absolute
     activation (see the module docstring). The terms are logged as ``fidelity_loss``,
-    ``classification_loss``, ``nmf_loss``, ``sparsity_loss``.
+    ``classification_loss``, ``nmf_loss``, ``sparsity_loss`` (:class:`InterpreterModel`).
 
     Args:
         classifier: :class:`l2i.classifier.KumarCNN` (its layers are shared; in
@@ -66,6 +138,8 @@ class L2ITrainer(keras.Model):
         Sec. IV-B5 (Adam, 2e-4), Sec. IV-C (L2I_BD-NoPred).
     """
 
+    LOSS_TERMS = ("fidelity", "classification", "nmf", "sparsity")
+
     def __init__(self, classifier, dictionary, mode="posthoc", alpha=10.0, beta=0.8, gamma=1.0, theta="att",
                  interpreter_kwargs=None, **kwargs):
         if mode not in MODES:
@@ -92,12 +166,8 @@ class L2ITrainer(keras.Model):
         self.theta = theta
         self.interpreter_kwargs = interpreter_kwargs
         self.multilabel = interpreter.multilabel
-        self.fidelity_tracker = keras.metrics.Mean(name="fidelity_loss")
-        self.classification_tracker = keras.metrics.Mean(name="classification_loss")
-        self.nmf_tracker = keras.metrics.Mean(name="nmf_loss")
-        self.sparsity_tracker = keras.metrics.Mean(name="sparsity_loss")
 
-    def loss_terms(self, y, y_pred):
+    def loss_terms(self, y, y_pred, *, x=None):
         """The terms ``{"fidelity", "classification", "nmf", "sparsity"}`` (0 when unused) and the total."""
         g = y_pred["interpreter"]
         nmf = nmf_reconstruction_loss(y["spectrogram"], y_pred["reconstruction"], reduction="mean")
@@ -119,21 +189,9 @@ class L2ITrainer(keras.Model):
         total = total + self.alpha * nmf + self.beta * sparsity
         return {"fidelity": fidelity, "classification": classification, "nmf": nmf, "sparsity": sparsity}, total
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        terms, total = self.loss_terms(y, y_pred)
-        self.fidelity_tracker.update_state(terms["fidelity"])
-        self.classification_tracker.update_state(terms["classification"])
-        self.nmf_tracker.update_state(terms["nmf"])
-        self.sparsity_tracker.update_state(terms["sparsity"])
-        if self.losses:
-            total = total + ops.sum(self.losses)
-        return total
-
-    def get_config(self):
+    def constructor_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "classifier": self.classifier,
             "dictionary": self.interpreter.dictionary_value.tolist(),
             "mode": self.mode,
             "alpha": self.alpha,
@@ -142,9 +200,3 @@ class L2ITrainer(keras.Model):
             "theta": self.theta,
             "interpreter_kwargs": self.interpreter_kwargs,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
-        return cls(**config)

@@ -15,6 +15,7 @@ from .extract import compute_features, feature_shape, features_from_signal
 from .normalization import MinMaxScaler, StandardScaler, load_scaler
 from .spectrogram import (fix_frames, log_magnitude_spectrogram, log_mel_spectrogram, logmag_to_audio,
                           mel_to_audio)
+from .stft import STFTParams
 
 
 def extract_features(dataset, features="mel", cache_dir=None, n_jobs=-1, progress=True, params=None, identity=None,
@@ -53,8 +54,8 @@ def extract_features(dataset, features="mel", cache_dir=None, n_jobs=-1, progres
 
 
 __all__ = [
-    "FeatureArray", "FeatureCacheError", "MinMaxScaler", "StandardScaler", "cached_features", "clean_cache",
-    "compute_features", "default_cache_dir",
+    "FeatureArray", "FeatureCacheError", "MinMaxScaler", "STFTParams", "StandardScaler", "cached_features",
+    "clean_cache", "compute_features", "default_cache_dir",
     "extract_features", "feature_sets", "feature_shape", "features_from_signal", "fix_frames",
     "load_feature_params", "load_scaler", "log_magnitude_spectrogram", "log_mel_spectrogram", "logmag_to_audio",
     "mel_to_audio", "params_key", "verify_entry",

@@ -5,23 +5,12 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import ops
+from sklearn.linear_model import LogisticRegression
 
 from audiodata.errors import ParameterError
 from l2i.losses import crossentropy as _crossentropy
 from l2i.metrics import auprc
-
-
-def check_positive_int(name, value, minimum=1):
-    """Reject anything but an int ``>= minimum`` with a ``ValueError`` naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value!r}")
-    return int(value)
-
-
-def check_non_negative(name, value):
-    if not float(value) >= 0:
-        raise ValueError(f"`{name}` must be >= 0; received {name}={value!r}")
-    return float(value)
+from l2i.nmf import check_matrix
 
 
 def as_clips(X, name="X"):
@@ -36,12 +25,8 @@ def as_clips(X, name="X"):
     n_freq = None
     for i, clip in enumerate(clips):
         clip = np.asarray(clip, dtype=np.float32)
-        if clip.ndim != 2:
-            raise ParameterError(f"{name}[{i}] must be a time-first spectrogram (T, F); got shape {clip.shape}")
-        if n_freq is None:
-            n_freq = clip.shape[1]
-        elif clip.shape[1] != n_freq:
-            raise ParameterError(f"{name}[{i}] has {clip.shape[1]} frequency bins, {name}[0] has {n_freq}")
+        n_freq = check_matrix(clip, f"{name}[{i}]", n_freq, axis=1, layout="time-first spectrogram (T, F)",
+                              what="frequency bins", first=f"{name}[0]")
         if not np.all(np.isfinite(clip)) or np.any(clip < 0):
             raise ParameterError(f"{name}[{i}] must be finite and non-negative (NMF data); "
                                  f"min {np.nanmin(clip):.4g}")
@@ -79,8 +64,6 @@ def fit_linear(Z, Y, multilabel, C=1.0, max_iter=1000, seed=0):
     regression per class on its annotated rows (sigmoid read-out); a class with a single
     observed value gets a zero column and the logit of its rate.
     """
-    from sklearn.linear_model import LogisticRegression
-
     n_features, n_classes = Z.shape[1], Y.shape[1]
     kernel = np.zeros((n_features, n_classes), dtype=np.float64)
     bias = np.full(n_classes, -30.0)
@@ -111,6 +94,24 @@ def fit_linear(Z, Y, multilabel, C=1.0, max_iter=1000, seed=0):
             model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(Z[rows], values)
             kernel[:, j], bias[j] = model.coef_[0], model.intercept_[0]
     return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+class ProbabilityClassifier:
+    """``predict`` and ``score`` of a fitted classifier from its ``predict_proba(X)`` [shape=(N, C)].
+
+    The NMF baselines derive from it; they set ``multilabel`` and, once fitted, ``n_classes_``.
+    """
+
+    def predict(self, X):
+        """Class indices (multi-class) or 0/1 decisions at 0.5 (multi-label)."""
+        probabilities = self.predict_proba(X)
+        return (probabilities >= 0.5).astype(int) if self.multilabel else np.argmax(probabilities, axis=1)
+
+    def score(self, X, y):
+        """Accuracy (multi-class) or macro-AUPRC over annotated labels (multi-label)."""
+        probabilities = self.predict_proba(X)
+        Y = as_targets(y, probabilities.shape[0], self.n_classes_, self.multilabel)
+        return classification_score(Y, probabilities, self.multilabel)
 
 
 def linear_probabilities(Z, kernel, bias, multilabel):

@@ -1,7 +1,6 @@
 """APNet as L2I's by-design baseline, with as many prototypes as NMF components."""
 from apnet import APNet  # the only import of apnet from l2i (STYLE.md: L2I's APNet baseline)
-
-from l2i.baselines._common import check_positive_int
+from audiodata.cli import positive_int, require
 
 __all__ = ["apnet_baseline"]
 
@@ -46,7 +45,7 @@ def apnet_baseline(input_shape, n_classes, n_components, n_filters=32, **kwargs)
     classification", Electronics 2021; Parekh et al., IEEE/ACM TASLP 2024, Sec. IV-C
     and Table VIII.
     """
-    n_components = check_positive_int("n_components", n_components)
+    n_components = require(positive_int, n_components, "n_components", strict=True)
     kwargs.setdefault("name", "apnet_baseline")
     return APNet(input_shape=tuple(input_shape), n_classes=n_classes, n_prototypes=n_components,
                  n_filters=n_filters, **kwargs)

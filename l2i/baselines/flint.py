@@ -4,7 +4,9 @@ import math
 import keras
 from keras import ops
 
-from l2i.baselines._common import check_non_negative, check_positive_int, crossentropy, softmax_entropy
+from audiodata.cli import non_negative_float, positive_int, require
+from l2i.baselines._common import crossentropy, softmax_entropy
+from l2i.trainer import InterpreterModel
 
 __all__ = ["FLINT", "FLINT_MODES"]
 
@@ -13,7 +15,7 @@ FLINT_MODES = ("posthoc", "bydesign")
 
 
 @keras.saving.register_keras_serializable(package="l2i")
-class FLINT(keras.Model):
+class FLINT(InterpreterModel):
     """FLINT's interpreter ``g = h o Phi`` with its decoder ``d``, on the hidden layers of a classifier ``f``.
 
     * **Attribute dictionary** ``Phi(x) = Psi(f_I(x))`` in ``R_+^J``: each hidden map
@@ -78,6 +80,8 @@ class FLINT(keras.Model):
         Sec. IV-C, Tables IV (post-hoc fidelity) and VIII (by design).
     """
 
+    LOSS_TERMS = ("fidelity", "reconstruction", "conciseness_diversity", "classification")
+
     def __init__(self, classifier, n_attributes=64, mode="posthoc", hidden_layers=("block4", "block5", "block6"),
                  psi_channels=64, psi_units=256, decoder_channels=32, beta=0.5, gamma=0.8, delta=0.2, eta=0.01,
                  multilabel=None, **kwargs):
@@ -90,12 +94,12 @@ class FLINT(keras.Model):
         missing = [n for n in hidden_layers if n not in names]
         if not hidden_layers or missing:
             raise ValueError(f"`hidden_layers` must name layers of {classifier.name!r}; missing {missing}")
-        check_positive_int("n_attributes", n_attributes)
-        check_positive_int("psi_channels", psi_channels)
-        check_positive_int("psi_units", psi_units)
-        check_positive_int("decoder_channels", decoder_channels)
+        require(positive_int, n_attributes, "n_attributes", strict=True)
+        require(positive_int, psi_channels, "psi_channels", strict=True)
+        require(positive_int, psi_units, "psi_units", strict=True)
+        require(positive_int, decoder_channels, "decoder_channels", strict=True)
         for name, value in (("beta", beta), ("gamma", gamma), ("delta", delta), ("eta", eta)):
-            check_non_negative(name, value)
+            require(non_negative_float, value, name)
         inputs = classifier.inputs[0]
         if len(inputs.shape) != 3 or inputs.shape[1] is None or inputs.shape[2] is None:
             raise ValueError(f"the classifier input must be (batch, T, F) with known T and F; got {inputs.shape}")
@@ -143,8 +147,6 @@ class FLINT(keras.Model):
         self.beta, self.gamma, self.delta, self.eta = float(beta), float(gamma), float(delta), float(eta)
         self.multilabel = bool(multilabel)
         self.n_classes = n_classes
-        self.trackers = {term: keras.metrics.Mean(name=f"{term}_loss")
-                         for term in ("fidelity", "reconstruction", "conciseness_diversity", "classification")}
 
     def reconstruction_target(self, x):
         """The decoder's target: ``x`` after the classifier's ``"input_normalization"`` layer, if it has one."""
@@ -153,7 +155,7 @@ class FLINT(keras.Model):
             return self.classifier.get_layer("input_normalization")(x)
         return ops.convert_to_tensor(x)
 
-    def loss_terms(self, x, y, y_pred):
+    def loss_terms(self, y, y_pred, *, x=None):
         """The terms ``{"fidelity", "reconstruction", "conciseness_diversity", "classification"}`` and the total."""
         g, f_out, phi = y_pred["interpreter"], y_pred["classifier"], y_pred["attributes"]
         fidelity = crossentropy(ops.stop_gradient(f_out), g, self.multilabel)
@@ -171,19 +173,9 @@ class FLINT(keras.Model):
         return {"fidelity": fidelity, "reconstruction": reconstruction, "conciseness_diversity": cd,
                 "classification": classification}, total
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        terms, total = self.loss_terms(x, y, y_pred)
-        for name, value in terms.items():
-            self.trackers[name].update_state(value)
-        if self.losses:
-            total = total + ops.sum(self.losses)
-        return total
-
-    def get_config(self):
+    def constructor_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "classifier": self.classifier,
             "n_attributes": self.n_attributes,
             "mode": self.mode,
             "hidden_layers": list(self.hidden_layers),
@@ -196,9 +188,3 @@ class FLINT(keras.Model):
             "eta": self.eta,
             "multilabel": self.multilabel,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
-        return cls(**config)

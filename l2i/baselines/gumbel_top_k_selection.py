@@ -2,7 +2,7 @@
 import keras
 from keras import ops
 
-from l2i.baselines._common import check_positive_int
+from audiodata.cli import positive_float, positive_int, require
 
 __all__ = ["GumbelTopKSelection"]
 
@@ -46,10 +46,8 @@ class GumbelTopKSelection(keras.layers.Layer):
 
     def __init__(self, k, temperature=0.5, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.k = check_positive_int("k", k)
-        if not float(temperature) > 0:
-            raise ValueError(f"`temperature` must be > 0; received temperature={temperature!r}")
-        self.temperature = float(temperature)
+        self.k = require(positive_int, k, "k", strict=True)
+        self.temperature = require(positive_float, temperature, "temperature")
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 

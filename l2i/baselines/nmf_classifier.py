@@ -3,9 +3,10 @@ from pathlib import Path
 
 import numpy as np
 
+from audiodata.cli import non_negative_float, positive_float, positive_int, require
 from audiodata.errors import ParameterError
-from l2i.baselines._common import (as_clips, as_targets, check_non_negative, check_positive_int, classification_score,
-                                   fit_linear, linear_probabilities, save_npz)
+from l2i.baselines._common import (ProbabilityClassifier, as_clips, as_targets, fit_linear, linear_probabilities,
+                                   save_npz)
 from l2i.nmf import learn_dictionary, nmf_activations
 
 __all__ = ["NMFClassifier"]
@@ -14,7 +15,7 @@ __all__ = ["NMFClassifier"]
 CHECKPOINT = "nmf_dictionary_checkpoint.npz"
 
 
-class NMFClassifier:
+class NMFClassifier(ProbabilityClassifier):
     """The "Unsupervised-NMF" by-design baseline of L2I (Table VIII): NMF features + a linear model.
 
     1. ``fit`` learns a dictionary ``W`` [shape=(F, K)] by sparse NMF (Eq. 6,
@@ -69,15 +70,13 @@ class NMFClassifier:
 
     def __init__(self, n_components=64, l1=0.1, n_iter_dictionary=200, n_iter_activations=200, tol=1e-4, C=1.0,
                  max_iter=1000, multilabel=False, dictionary=None, seed=0):
-        self.n_components = check_positive_int("n_components", n_components)
-        self.l1 = check_non_negative("l1", l1)
-        self.n_iter_dictionary = check_positive_int("n_iter_dictionary", n_iter_dictionary)
-        self.n_iter_activations = check_positive_int("n_iter_activations", n_iter_activations)
-        self.tol = check_non_negative("tol", tol)
-        if not float(C) > 0:
-            raise ValueError(f"`C` must be > 0; received C={C!r}")
-        self.C = float(C)
-        self.max_iter = check_positive_int("max_iter", max_iter)
+        self.n_components = require(positive_int, n_components, "n_components", strict=True)
+        self.l1 = require(non_negative_float, l1, "l1")
+        self.n_iter_dictionary = require(positive_int, n_iter_dictionary, "n_iter_dictionary", strict=True)
+        self.n_iter_activations = require(positive_int, n_iter_activations, "n_iter_activations", strict=True)
+        self.tol = require(non_negative_float, tol, "tol")
+        self.C = require(positive_float, C, "C")
+        self.max_iter = require(positive_int, max_iter, "max_iter", strict=True)
         self.multilabel = bool(multilabel)
         self.dictionary = None if dictionary is None else np.asarray(dictionary, dtype=np.float32)
         if self.dictionary is not None and self.dictionary.ndim != 2:
@@ -166,17 +165,6 @@ class NMFClassifier:
         """Class probabilities [shape=(N, C)]: softmax (multi-class) or sigmoid (multi-label)."""
         Z = self.transform(X)
         return linear_probabilities((Z - self.mean_) / self.scale_, self.kernel_, self.bias_, self.multilabel)
-
-    def predict(self, X):
-        """Class indices (multi-class) or 0/1 decisions at 0.5 (multi-label)."""
-        probabilities = self.predict_proba(X)
-        return (probabilities >= 0.5).astype(int) if self.multilabel else np.argmax(probabilities, axis=1)
-
-    def score(self, X, y):
-        """Accuracy (multi-class) or macro-AUPRC over annotated labels (multi-label)."""
-        probabilities = self.predict_proba(X)
-        Y = as_targets(y, probabilities.shape[0], self.n_classes_, self.multilabel)
-        return classification_score(Y, probabilities, self.multilabel)
 
     def _encode(self, clips):
         H, _ = nmf_activations([c.T for c in clips], self.dictionary_, l1=self.l1, n_iter=self.n_iter_activations,

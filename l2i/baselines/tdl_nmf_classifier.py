@@ -5,17 +5,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from audioruns.checkpoints import DivergenceGuard, EpochOrder
+from audiodata.cli import non_negative_float, non_negative_int, positive_float, positive_int, require
 from audiodata.errors import ParameterError
-from l2i.baselines._common import (as_clips, as_targets, check_non_negative, check_positive_int, classification_score,
-                                   fit_linear, masked_binary_crossentropy, save_npz)
+from l2i.baselines._common import (ProbabilityClassifier, as_clips, as_targets, fit_linear,
+                                   masked_binary_crossentropy, save_npz)
 from l2i.baselines.unrolled_nmf_encoder import UnrolledNMFEncoder
 from l2i.nmf import learn_dictionary
-from l2i.training import EpochOrderedBatches
+from l2i.training import EpochOrderedBatches, fit_resumable
 
 __all__ = ["TDLNMFClassifier"]
 
 
-class TDLNMFClassifier:
+class TDLNMFClassifier(ProbabilityClassifier):
     """The "TD-NMF" by-design baseline of L2I (Table VIII): task-driven NMF dictionary learning.
 
     1. ``W_0`` is learned by unsupervised sparse NMF (Eq. 6,
@@ -82,18 +84,14 @@ class TDLNMFClassifier:
 
     def __init__(self, n_components=64, l1=0.1, n_iter=30, n_iter_dictionary=200, epochs=20, batch_size=32,
                  learning_rate=1e-3, C=1.0, multilabel=False, dictionary=None, seed=0, verbose=0):
-        self.n_components = check_positive_int("n_components", n_components)
-        self.l1 = check_non_negative("l1", l1)
-        self.n_iter = check_positive_int("n_iter", n_iter)
-        self.n_iter_dictionary = check_positive_int("n_iter_dictionary", n_iter_dictionary)
-        self.epochs = check_positive_int("epochs", epochs, minimum=0)
-        self.batch_size = check_positive_int("batch_size", batch_size)
-        if not float(learning_rate) > 0:
-            raise ValueError(f"`learning_rate` must be > 0; received learning_rate={learning_rate!r}")
-        self.learning_rate = float(learning_rate)
-        if not float(C) > 0:
-            raise ValueError(f"`C` must be > 0; received C={C!r}")
-        self.C = float(C)
+        self.n_components = require(positive_int, n_components, "n_components", strict=True)
+        self.l1 = require(non_negative_float, l1, "l1")
+        self.n_iter = require(positive_int, n_iter, "n_iter", strict=True)
+        self.n_iter_dictionary = require(positive_int, n_iter_dictionary, "n_iter_dictionary", strict=True)
+        self.epochs = require(non_negative_int, epochs, "epochs", strict=True)
+        self.batch_size = require(positive_int, batch_size, "batch_size", strict=True)
+        self.learning_rate = require(positive_float, learning_rate, "learning_rate")
+        self.C = require(positive_float, C, "C")
         self.multilabel = bool(multilabel)
         self.dictionary = None if dictionary is None else np.asarray(dictionary, dtype=np.float32)
         self.seed = int(seed)
@@ -176,15 +174,11 @@ class TDLNMFClassifier:
                             loss=masked_binary_crossentropy if self.multilabel else "categorical_crossentropy")
         train = _ClipBatches(X, rows, Y, self.batch_size, transform, shuffle=True, seed=self.seed)
         if run_dir is None:
-            from audioruns.checkpoints import DivergenceGuard, EpochOrder
-
             # shuffle=False: the batches are ordered by (seed, epoch) (Keras' shuffle uses the global `random`).
             self.history_ = self.model_.fit(train, epochs=self.epochs, verbose=self.verbose, shuffle=False,
                                             callbacks=[DivergenceGuard(), EpochOrder(train)]).history
             self.epochs_this_run_ = self.epochs
         else:
-            from l2i.training import fit_resumable
-
             rows_csv, self.epochs_this_run_ = fit_resumable(self.model_, train, run_dir, self.epochs,
                                                            verbose=self.verbose)
             keys = [k for k in (rows_csv[0] if rows_csv else {}) if k != "epoch"]
@@ -218,17 +212,6 @@ class TDLNMFClassifier:
         self._check_fitted()
         X, rows = _source(X, rows)
         return np.asarray(self.model_.predict(_ClipBatches(X, rows, None, self.batch_size, transform), verbose=0))
-
-    def predict(self, X):
-        """Class indices (multi-class) or 0/1 decisions at 0.5 (multi-label)."""
-        probabilities = self.predict_proba(X)
-        return (probabilities >= 0.5).astype(int) if self.multilabel else np.argmax(probabilities, axis=1)
-
-    def score(self, X, y):
-        """Accuracy (multi-class) or macro-AUPRC over annotated labels (multi-label)."""
-        probabilities = self.predict_proba(X)
-        Y = as_targets(y, probabilities.shape[0], self.n_classes_, self.multilabel)
-        return classification_score(Y, probabilities, self.multilabel)
 
     def _check_fitted(self):
         if not hasattr(self, "model_"):

@@ -4,8 +4,8 @@
 fold with :func:`l2i.training.load_fold` (the same cached log-mel and log-magnitude
 features as L2I), trains one baseline with the hyperparameters of the ``baselines:``
 section of the dataset's config, and scores it on the test split with the functions
-``evaluate.py`` uses for L2I (:func:`l2i.pipeline.fidelity_scores`,
-:func:`l2i.pipeline.task_scores`), so that the numbers of Tables IV and VIII are
+``evaluate.py`` uses for L2I (:func:`l2i.metrics.fidelity_scores`,
+:func:`l2i.metrics.task_scores`), so that the numbers of Tables IV and VIII are
 computed the same way for every system:
 
 * **post-hoc** (:data:`BASELINES` ``"posthoc"``, Table IV): ``flint`` (FLINT on the
@@ -39,8 +39,8 @@ deleted at the end). What stays in memory is the NMF activations ``H``
 [shape=(K, total frames)]: 4 K bytes per frame, 1.4 GB for an ESC-50 training fold at
 K = 512, about 13 GB for OpenMIC-2018's training set.
 """
+import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -48,6 +48,12 @@ import numpy as np
 
 from audioruns.checkpoints import load_model_file, save_model_atomic
 from audiodata.errors import ParameterError
+from l2i import metrics
+from l2i.baselines.flint import FLINT
+from l2i.baselines.nmf_classifier import NMFClassifier
+from l2i.baselines.tdl_nmf_classifier import TDLNMFClassifier
+from l2i.baselines.vibi import VIBI
+from l2i.pipeline import find_results
 from l2i.training import L2IBatches, _fresh_classifier, _seconds, fit_resumable, load_fold
 
 __all__ = ["BASELINES", "MODEL_FILES", "NMF_FEATURES", "SWEEP_METRICS", "nmf_clips", "nmf_source", "score_predictions",
@@ -68,22 +74,6 @@ _FLINT_ARGS = ("n_attributes", "hidden_layers", "psi_channels", "psi_units", "de
 _VIBI_ARGS = ("k", "chunk_size", "beta", "temperature", "explainer_filters", "approximator_filters")
 _NMF_ARGS = ("n_components", "l1", "n_iter_dictionary", "n_iter_activations", "tol", "C", "max_iter")
 _TDL_ARGS = ("n_components", "l1", "n_iter", "n_iter_dictionary", "epochs", "learning_rate", "C")
-
-
-@dataclass(frozen=True)
-class _Task:
-    """What :func:`l2i.pipeline.task_scores` and :func:`~l2i.pipeline.fidelity_scores` read of a run."""
-
-    dataset: str
-    classes: tuple
-    multilabel: bool
-
-    @property
-    def ignored(self):
-        from l2i.pipeline import IGNORED_CLASSES
-
-        names = IGNORED_CLASSES.get(self.dataset, ())
-        return tuple(i for i, c in enumerate(self.classes) if c in names)
 
 
 def _split(data, split):
@@ -110,36 +100,29 @@ def score_predictions(dataset, classes, multilabel, labels, f=None, g=None):
 
     Parameters
     ----------
-    dataset : str
-    classes : sequence of str
-    multilabel : bool
-    labels : np.ndarray [shape=(N, C)]
-        0/1 test targets (NaN = not annotated).
+    dataset, classes, multilabel, labels
+        As in :func:`l2i.metrics.task_scores` (``labels``: the test targets).
     f, g : np.ndarray [shape=(N, C)], optional
         Probabilities of the classifier f and of the baseline.
 
     Returns
     -------
     dict
-        ``"interpreter"`` (of ``g``) and ``"classifier"`` (of ``f``): :func:`l2i.pipeline.task_scores`;
-        ``"fidelity"`` (of ``g`` to ``f``, when both are given): :func:`l2i.pipeline.fidelity_scores`.
+        ``"interpreter"`` (of ``g``) and ``"classifier"`` (of ``f``): :func:`l2i.metrics.task_scores`;
+        ``"fidelity"`` (of ``g`` to ``f``, when both are given): :func:`l2i.metrics.fidelity_scores`.
     """
-    from l2i.pipeline import fidelity_scores, task_scores
-
-    task = _Task(dataset, tuple(classes), bool(multilabel))
+    task = (dataset, tuple(classes), bool(multilabel))
     scores = {}
     if g is not None:
-        scores["interpreter"] = task_scores(task, labels, g)
+        scores["interpreter"] = metrics.task_scores(*task, labels, g)
     if f is not None:
-        scores["classifier"] = task_scores(task, labels, f)
+        scores["classifier"] = metrics.task_scores(*task, labels, f)
     if f is not None and g is not None:
-        scores["fidelity"] = fidelity_scores(task, np.asarray(f, np.float64), np.asarray(g, np.float64))
+        scores["fidelity"] = metrics.fidelity_scores(*task, np.asarray(f, np.float64), np.asarray(g, np.float64))
     return scores
 
 
 def _train_flint(section, mode, data, run_dir, classifier, batch_size, seed, verbose):
-    from l2i.baselines.flint import FLINT
-
     model = FLINT(classifier, mode=mode, multilabel=data.multilabel, name="flint", **_kwargs(section, _FLINT_ARGS))
     model.compile(optimizer=keras.optimizers.Adam(float(section["learning_rate"])))
     rows, labels = _split(data, "train")
@@ -157,8 +140,6 @@ def _train_flint(section, mode, data, run_dir, classifier, batch_size, seed, ver
 
 
 def _train_vibi(section, data, run_dir, classifier, batch_size, seed, verbose):
-    from l2i.baselines.vibi import VIBI
-
     rows, _ = _split(data, "train")
     teacher = classifier.predict(_inputs(data, rows, batch_size), verbose=0)
     model = VIBI((int(data.mel.shape[1]), int(data.mel.shape[2])), len(data.classes), multilabel=data.multilabel,
@@ -223,10 +204,6 @@ def nmf_clips(data, rows, feature="logmag", scratch=None, batch_size=64):
 
 
 def _train_nmf(name, section, data, run_dir, batch_size, seed, verbose):
-    import shutil
-
-    from l2i.baselines import NMFClassifier, TDLNMFClassifier
-
     feature = section.get("feature", "logmag")
     rows, labels = _split(data, "train")
     test_rows, _ = _split(data, "test")
@@ -289,8 +266,6 @@ def select_sweep(results_dir, name, dataset):
         ``{"system", "n_components", "feature", "mean", "std", "n_runs", "values", "complete"}``,
         the candidates best first).
     """
-    from l2i.pipeline import find_results
-
     metric = SWEEP_METRICS[dataset]
     groups = {}
     for entry in find_results(results_dir):
@@ -329,7 +304,7 @@ def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, d
     config : dict
         A whole dataset config (``seed``, ``batch_size``, ``classifier`` for
         ``flint_bydesign``'s new f, and ``baselines: {<name>: {...}}``, see
-        ``experiments/l2i/configs/*.yaml``).
+        ``l2i/configs/*.yaml``).
     name : one of :data:`BASELINES`
     dataset, fold : str, int
     run_dir : str or Path

@@ -2,7 +2,7 @@
 import keras
 from keras import ops
 
-from l2i.baselines._common import check_non_negative, check_positive_int
+from audiodata.cli import non_negative_float, positive_float, positive_int, require
 from l2i.baselines.non_neg_unit_norm import NonNegUnitNorm
 
 __all__ = ["UnrolledNMFEncoder"]
@@ -64,12 +64,10 @@ class UnrolledNMFEncoder(keras.layers.Layer):
     def __init__(self, n_components, n_iter=30, l1=0.1, eps=1e-8, dictionary_initializer="random_uniform",
                  dictionary_constraint=None, **kwargs):
         super().__init__(**kwargs)
-        self.n_components = check_positive_int("n_components", n_components)
-        self.n_iter = check_positive_int("n_iter", n_iter)
-        self.l1 = check_non_negative("l1", l1)
-        if not float(eps) > 0:
-            raise ValueError(f"`eps` must be > 0; received eps={eps!r}")
-        self.eps = float(eps)
+        self.n_components = require(positive_int, n_components, "n_components", strict=True)
+        self.n_iter = require(positive_int, n_iter, "n_iter", strict=True)
+        self.l1 = require(non_negative_float, l1, "l1")
+        self.eps = require(positive_float, eps, "eps")
         self.dictionary_initializer = keras.initializers.get(dictionary_initializer)
         self.dictionary_constraint = keras.constraints.get(dictionary_constraint or NonNegUnitNorm())
 

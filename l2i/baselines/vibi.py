@@ -5,14 +5,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from l2i.baselines._common import check_non_negative, check_positive_int, crossentropy
+from audiodata.cli import non_negative_float, positive_int, require
+from l2i.baselines._common import crossentropy
 from l2i.baselines.gumbel_top_k_selection import GumbelTopKSelection
+from l2i.classifier import check_input_statistics
+from l2i.trainer import InterpreterModel
 
 __all__ = ["VIBI"]
 
 
 @keras.saving.register_keras_serializable(package="l2i")
-class VIBI(keras.Model):
+class VIBI(InterpreterModel):
     """Variational information bottleneck for interpretation, on a time-first log-mel input.
 
     VIBI treats the classifier ``f`` as a black box and only needs its outputs.
@@ -69,6 +72,8 @@ class VIBI(keras.Model):
         TASLP 2024, Sec. IV-C and Table IV (VIBI as a post-hoc fidelity baseline).
     """
 
+    LOSS_TERMS = ("fidelity", "kl")
+
     def __init__(self, input_shape, n_classes, k=8, chunk_size=(16, 16), beta=0.01, temperature=0.5,
                  multilabel=False, explainer_filters=32, approximator_filters=32, input_mean=None, input_std=None,
                  seed=None, **kwargs):
@@ -79,23 +84,17 @@ class VIBI(keras.Model):
         chunk = tuple(chunk_size) if isinstance(chunk_size, (list, tuple)) else ()
         if len(chunk) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in chunk):
             raise ValueError(f"`chunk_size` must be a pair of positive ints; received chunk_size={chunk_size!r}")
-        check_positive_int("n_classes", n_classes)
+        require(positive_int, n_classes, "n_classes", strict=True)
         n_frames, n_bands = shape
         grid = (math.ceil(n_frames / chunk[0]), math.ceil(n_bands / chunk[1]))
-        check_positive_int("k", k)
+        require(positive_int, k, "k", strict=True)
         if k > grid[0] * grid[1]:
             raise ValueError(f"`k`={k} exceeds the {grid[0] * grid[1]} chunks of a {shape} input "
                              f"with chunk_size={chunk}")
-        check_non_negative("beta", beta)
-        check_positive_int("explainer_filters", explainer_filters)
-        check_positive_int("approximator_filters", approximator_filters)
-        if (input_mean is None) != (input_std is None):
-            raise ValueError("give both `input_mean` and `input_std`, or neither")
-        if input_mean is not None:
-            input_mean = [float(v) for v in np.ravel(input_mean)]
-            input_std = [float(v) for v in np.ravel(input_std)]
-            if len(input_mean) != n_bands or len(input_std) != n_bands or min(input_std) <= 0:
-                raise ValueError(f"`input_mean`/`input_std` must hold {n_bands} values (std > 0)")
+        require(non_negative_float, beta, "beta")
+        require(positive_int, explainer_filters, "explainer_filters", strict=True)
+        require(positive_int, approximator_filters, "approximator_filters", strict=True)
+        input_mean, input_std = check_input_statistics(input_mean, input_std, n_bands)
 
         inputs = keras.Input(shape=shape, name="mel")
         x = inputs
@@ -144,10 +143,8 @@ class VIBI(keras.Model):
         self.input_mean = input_mean
         self.input_std = input_std
         self.seed = seed
-        self.fidelity_tracker = keras.metrics.Mean(name="fidelity_loss")
-        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
 
-    def loss_terms(self, y, y_pred):
+    def loss_terms(self, y, y_pred, *, x=None):
         """``{"fidelity": CE(f(x), q), "kl": KL(p(z|x) || uniform)}`` (batch means) and the total."""
         approximation = y_pred["approximation"]
         fidelity = crossentropy(ops.cast(y, approximation.dtype), approximation, self.multilabel)
@@ -156,18 +153,8 @@ class VIBI(keras.Model):
         kl = ops.mean(ops.sum(p * ops.log(ops.maximum(p, 1e-12)), axis=-1)) + math.log(n_chunks)
         return {"fidelity": fidelity, "kl": kl}, fidelity + self.beta * kl
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        terms, total = self.loss_terms(y, y_pred)
-        self.fidelity_tracker.update_state(terms["fidelity"])
-        self.kl_tracker.update_state(terms["kl"])
-        if self.losses:
-            total = total + ops.sum(self.losses)
-        return total
-
-    def get_config(self):
+    def constructor_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
             "input_shape": list(self.spectrogram_shape),
             "n_classes": self.n_classes,
             "k": self.k,
@@ -181,7 +168,3 @@ class VIBI(keras.Model):
             "input_std": self.input_std,
             "seed": self.seed,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

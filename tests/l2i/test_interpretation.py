@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from audiodata.errors import ParameterError
-from audiodata.features import log_magnitude_spectrogram, logmag_to_audio
+from audiodata.features import STFTParams, log_magnitude_spectrogram, logmag_to_audio
 from audiodata.io import load_audio
 from l2i.interpretation import (component_audio, interpret, interpretation_spectrogram, relevance,
                                 relevant_components, removal_audio, remove_components, soft_mask,
@@ -13,6 +13,7 @@ from l2i.interpretation import (component_audio, interpret, interpretation_spect
 from l2i.nmf import learn_dictionary, nmf_activations
 
 N_FFT, HOP = 1024, 512  # L2I's log-magnitude STFT (Sec. IV-A)
+STFT = STFTParams(n_fft=N_FFT, hop_length=HOP)
 K = 8
 
 
@@ -20,7 +21,7 @@ K = 8
 def esc10_clip(shared_data):
     """A real ESC-10 clip (dog), its log-magnitude spectrogram, phase, a small dictionary and activations."""
     y, sr = load_audio(shared_data / "ESC-50" / "audio" / "1-100032-A-0.flac", sr=44100)
-    X, phase = log_magnitude_spectrogram(y, n_fft=N_FFT, hop_length=HOP, return_phase=True)
+    X, phase = log_magnitude_spectrogram(y, return_phase=True, **STFT.stft_kwargs())
     W, _, _ = learn_dictionary(X.T, K, l1=0.1, n_iter=30, seed=0)
     H, _ = nmf_activations(X.T, W, l1=0.1, n_iter=30)
     return {"y": y, "sr": sr, "X": X, "phase": phase, "W": W, "H": H}
@@ -124,7 +125,7 @@ def test_bad_shapes_are_rejected(rng):
     with pytest.raises(ParameterError, match="mask_domain"):
         interpretation_spectrogram(X, W, H, [0], mask_domain="power")
     with pytest.raises(ParameterError, match="phase"):
-        interpret(X, rng.random((9, 21)), W, H, [0], n_fft=38, hop_length=19)
+        interpret(X, rng.random((9, 21)), W, H, [0], stft=STFTParams(n_fft=38, hop_length=19))
 
 
 # --------------------------------------------------------------------------- audio, real clip
@@ -143,7 +144,7 @@ def test_all_components_give_back_the_input(esc10_clip, mask_domain):
     d = esc10_clip
     y = d["y"]
     assert np.mean(d["H"].T @ d["W"].T == 0) > 0.1  # the eps rule is exercised: many bins have W H = 0
-    x_int = interpret(d["X"], d["phase"], d["W"], d["H"], list(range(K)), n_fft=N_FFT, hop_length=HOP,
+    x_int = interpret(d["X"], d["phase"], d["W"], d["H"], list(range(K)), stft=STFT,
                       length=y.size, mask_domain=mask_domain)
     assert x_int.shape == y.shape and x_int.dtype == np.float32
     np.testing.assert_allclose(x_int, logmag_to_audio(d["X"], d["phase"], HOP, N_FFT, length=y.size), atol=1e-6)
@@ -160,18 +161,18 @@ def test_component_audio_matches_librosa_and_sums_in_magnitude_domain(esc10_clip
     for k in (0, 5):
         X_k = (V[k] + 1e-10 / K) / denominator * X
         expected = librosa.istft((np.expm1(X_k) * np.exp(1j * P)).T, hop_length=HOP, n_fft=N_FFT, length=y.size)
-        x_k = component_audio(X, P, W, H, [k], n_fft=N_FFT, hop_length=HOP, length=y.size)
+        x_k = component_audio(X, P, W, H, [k], stft=STFT, length=y.size)
         assert x_k.shape == (1, y.size)
         np.testing.assert_allclose(x_k[0], expected, atol=1e-6)
     # With masks on |STFT| the ISTFT is linear in the masked spectra, so the components add up to the input.
-    x_all = component_audio(X, P, W, H, range(K), n_fft=N_FFT, hop_length=HOP, length=y.size,
+    x_all = component_audio(X, P, W, H, range(K), stft=STFT, length=y.size,
                             mask_domain="magnitude")
     np.testing.assert_allclose(x_all.sum(axis=0), y, atol=1e-5)
     # Removing a set leaves the interpretation of its complement.
-    np.testing.assert_allclose(removal_audio(X, P, W, H, [0, 1, 2], n_fft=N_FFT, hop_length=HOP, length=y.size),
-                               interpret(X, P, W, H, [3, 4, 5, 6, 7], n_fft=N_FFT, hop_length=HOP, length=y.size),
+    np.testing.assert_allclose(removal_audio(X, P, W, H, [0, 1, 2], stft=STFT, length=y.size),
+                               interpret(X, P, W, H, [3, 4, 5, 6, 7], stft=STFT, length=y.size),
                                atol=1e-6)
-    np.testing.assert_array_equal(removal_audio(X, P, W, H, range(K), n_fft=N_FFT, hop_length=HOP, length=y.size),
+    np.testing.assert_array_equal(removal_audio(X, P, W, H, range(K), stft=STFT, length=y.size),
                                   0.0)
 
 
@@ -181,9 +182,9 @@ def test_write_interpretation(esc10_clip, tmp_path, rng):
     r = relevance(H.mean(axis=1), rng.standard_normal((K, 3)), 1)
     L = relevant_components(r, 0.05)
     assert L.size >= 2
-    paths = write_interpretation(tmp_path / "out", X, P, W, H, L, d["sr"], relevance=r, tau=0.05, title="dog",
-                                 n_fft=N_FFT, hop_length=HOP, length=y.size)
-    x_int = interpret(X, P, W, H, L, n_fft=N_FFT, hop_length=HOP, length=y.size)
+    paths = write_interpretation(tmp_path / "out", X, P, W, H, L, stft=STFTParams(N_FFT, HOP, sr=d["sr"]),
+                                 relevance=r, tau=0.05, title="dog", length=y.size)
+    x_int = interpret(X, P, W, H, L, stft=STFT, length=y.size)
     written, sr = sf.read(paths["interpretation"], dtype="float32")
     assert sr == d["sr"]
     np.testing.assert_allclose(written, np.clip(x_int, -1, 1), atol=1.5 / 2 ** 15)  # 16-bit PCM
@@ -191,6 +192,35 @@ def test_write_interpretation(esc10_clip, tmp_path, rng):
     for k, path in paths["components"].items():
         assert path.name == f"component_{k}.wav"
         np.testing.assert_allclose(sf.read(path, dtype="float32")[0],
-                                   np.clip(component_audio(X, P, W, H, [k], n_fft=N_FFT, hop_length=HOP,
+                                   np.clip(component_audio(X, P, W, H, [k], stft=STFT,
                                                            length=y.size)[0], -1, 1), atol=1.5 / 2 ** 15)
     assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- STFT parameters
+def test_stft_params_from_config_and_validation():
+    """One value for the STFT of the log-magnitude features, from the dataset's configuration, checked."""
+    from audiodata.features import load_feature_params
+
+    params = load_feature_params("esc50", "logmag")
+    stft = STFTParams.from_feature_params(params)
+    assert (stft.n_fft, stft.hop_length, stft.win_length, stft.sr) == (params["n_fft"], params["hop_length"],
+                                                                        params["win_length"], params["sr"])
+    assert stft.center is True and stft.window == "hann" and stft.n_bins == 1 + params["n_fft"] // 2
+    assert stft == STFTParams(np.int64(params["n_fft"]), params["hop_length"], win_length=params["win_length"],
+                              sr=params["sr"])
+    with pytest.raises(ParameterError, match="hop_length must be a positive integer"):
+        STFTParams(n_fft=512, hop_length=0)
+    with pytest.raises(ParameterError, match="n_fft"):
+        STFTParams(n_fft=512.0, hop_length=128)
+    with pytest.raises(ParameterError, match="win_length must be at most n_fft=512"):
+        STFTParams(n_fft=512, hop_length=128, win_length=1024)
+    with pytest.raises(ParameterError, match="center"):
+        STFTParams(n_fft=512, hop_length=128, center="yes")
+    with pytest.raises(ParameterError, match="lack"):
+        STFTParams.from_feature_params({"n_fft": 512})
+    X = np.zeros((4, 257))
+    with pytest.raises(ParameterError, match="n_fft=1024 gives 513"):
+        interpret(X, X, np.ones((257, 2)), np.ones((2, 4)), [0], stft=STFT)
+    with pytest.raises(ParameterError, match="STFTParams"):
+        interpret(X, X, np.ones((257, 2)), np.ones((2, 4)), [0], stft={"n_fft": 512, "hop_length": 256})

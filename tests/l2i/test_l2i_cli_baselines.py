@@ -47,7 +47,7 @@ def output(mini_esc10, tmp_path_factory):
     from l2i.classifier import KumarCNN
 
     root = tmp_path_factory.mktemp("baseline_runs")
-    config = yaml.safe_load((REPO / "experiments" / "l2i" / "configs" / "esc50.yaml").read_text())
+    config = yaml.safe_load((REPO / "l2i" / "configs" / "esc50.yaml").read_text())
     for name, values in TINY_BASELINES.items():
         config["baselines"][name].update(values)
     (root / "tiny.yaml").write_text(yaml.safe_dump(config))

@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from audiodata.errors import ParameterError
-from audiodata.features import log_magnitude_spectrogram
+from audiodata.features import STFTParams, log_magnitude_spectrogram
 from l2i.interpretation import relevant_components, removal_audio
 from l2i.metrics import (PRC_THRESHOLDS, auprc, binarize, faithfulness, faithfulness_sweep, ff_median, fidelity_scores,
                          ignored_classes, max_f1, random_baseline, random_baseline_components, random_baseline_size,
@@ -99,6 +99,7 @@ def test_binarize():
 
 # --------------------------------------------------------------------------- faithfulness, constructed case
 SR, N_FFT, HOP = 16000, 512, 256
+STFT = STFTParams(n_fft=N_FFT, hop_length=HOP)
 FREQS = (500.0, 2000.0, 5000.0, 7000.0)  # centres of the four components; the signal has no 7 kHz tone
 BAND = (4500.0, 5500.0)                  # the toy classifier listens only here
 
@@ -109,7 +110,7 @@ def toy():
     t = np.arange(SR) / SR
     y = (0.3 * np.sin(2 * np.pi * 500 * t) + 0.3 * np.sin(2 * np.pi * 2000 * t)
          + 0.3 * np.sin(2 * np.pi * 5000 * t)).astype(np.float32)
-    X, phase = log_magnitude_spectrogram(y, n_fft=N_FFT, hop_length=HOP, return_phase=True)
+    X, phase = log_magnitude_spectrogram(y, return_phase=True, **STFT.stft_kwargs())
     bins = np.arange(N_FFT // 2 + 1) * SR / N_FFT
     W = np.stack([np.exp(-0.5 * ((bins - f) / 150.0) ** 2) for f in FREQS], axis=1)
     W /= np.linalg.norm(W, axis=0)
@@ -133,7 +134,7 @@ def _band_energy(batch):
 
 def _ff(toy, components, **kw):
     return faithfulness(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], components, 1,
-                        n_fft=N_FFT, hop_length=HOP, length=toy["y"].size, **kw)
+                        stft=STFT, length=toy["y"].size, **kw)
 
 
 @pytest.mark.parametrize("mask_domain", ["logmag", "magnitude"])
@@ -154,7 +155,7 @@ def test_faithfulness_sign_on_constructed_case(toy, mask_domain):
 
 def test_faithfulness_equals_definition(toy):
     """FF = f(x)_c - f(x_2)_c, with x_2 the removal audio; with the original audio passed as x."""
-    x_2 = removal_audio(toy["X"], toy["phase"], toy["W"], toy["H"], [2, 3], n_fft=N_FFT, hop_length=HOP,
+    x_2 = removal_audio(toy["X"], toy["phase"], toy["W"], toy["H"], [2, 3], stft=STFT,
                         length=toy["y"].size)
     p = toy["classify"](np.stack([toy["y"], x_2]))[:, 1]
     assert _ff(toy, [2, 3], x=toy["y"]) == pytest.approx(p[0] - p[1], rel=1e-12)
@@ -164,7 +165,7 @@ def test_faithfulness_sweep_matches_single_evaluations(toy):
     r = np.array([0.1, 0.3, 1.0, -0.5])
     taus = [0.05, 0.2, 0.5, 0.9, 0.2]
     ff, n_removed = faithfulness_sweep(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], r, 1, taus,
-                                       n_fft=N_FFT, hop_length=HOP, length=toy["y"].size)
+                                       stft=STFT, length=toy["y"].size)
     np.testing.assert_array_equal(n_removed, [3, 2, 1, 1, 2])
     expected = [_ff(toy, relevant_components(r, tau)) for tau in taus]
     np.testing.assert_allclose(ff, expected, rtol=1e-12, atol=1e-15)
@@ -181,7 +182,7 @@ def test_random_baseline_draws_only_non_relevant_components(toy):
         random_components(5, 4, exclude=[0, 1])
 
     ff, removed = random_baseline(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], 1, relevant=[2],
-                                  n_remove=2, seed=0, n_fft=N_FFT, hop_length=HOP, length=toy["y"].size)
+                                  n_remove=2, seed=0, stft=STFT, length=toy["y"].size)
     assert removed.size == 2 and 2 not in removed
     assert ff == pytest.approx(_ff(toy, removed), rel=1e-12, abs=1e-15)
     assert abs(ff) < 0.01  # the relevant component survives, so the probability does not drop
@@ -303,17 +304,16 @@ def test_removal_drops_one_batch_per_input(toy):
         return toy["classify"](batch)
 
     requests = [(1, [2]), (1, []), (0, [2]), (1, [0, 3]), (1, [2])]
-    drops = removal_drops(classify, toy["X"], toy["phase"], toy["W"], toy["H"], requests, n_fft=N_FFT,
-                          hop_length=HOP, length=toy["y"].size)
+    drops = removal_drops(classify, toy["X"], toy["phase"], toy["W"], toy["H"], requests, stft=STFT,
+                          length=toy["y"].size)
     assert calls == [4]  # the input and the three distinct sets
     for (c, comps), d in zip(requests, drops):
         expected = faithfulness(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], comps, c,
-                                n_fft=N_FFT, hop_length=HOP, length=toy["y"].size)
+                                stft=STFT, length=toy["y"].size)
         assert d == pytest.approx(expected, rel=1e-12, abs=1e-15)
     assert drops[1] == 0.0 and drops[0] == pytest.approx(-drops[2])
     with pytest.raises(ParameterError, match="class c=2"):
-        removal_drops(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], [(2, [0])], n_fft=N_FFT,
-                      hop_length=HOP)
+        removal_drops(toy["classify"], toy["X"], toy["phase"], toy["W"], toy["H"], [(2, [0])], stft=STFT)
 
 
 def test_random_baseline_size_and_components():

@@ -31,7 +31,7 @@ def tiny_run(shared_data, l2i_cache_dir, esc10_fold1, tmp_path_factory):  # noqa
     if done:
         return done[0].parent
     root.mkdir(exist_ok=True)
-    config = yaml.safe_load((REPO / "experiments" / "l2i" / "configs" / "esc50.yaml").read_text())
+    config = yaml.safe_load((REPO / "l2i" / "configs" / "esc50.yaml").read_text())
     config["classifier"].update({k: list(v) if isinstance(v, tuple) else v for k, v in TINY_CLASSIFIER.items()})
     config["interpreter"].update(TINY_INTERPRETER)
     (root / "tiny.yaml").write_text(yaml.safe_dump(config))
@@ -176,7 +176,7 @@ def test_evaluate_run_faithfulness_and_random_baseline(run, shared_data):
     mel, X, phase = run.features(y)
     H = run.predict(mel[None])["H"][0]
     e = explain_signal(run, y, tau=0.1)
-    ff = faithfulness(run.classify, X, phase, run.W, H, e.components, e.c, x=y, **run.stft)
+    ff = faithfulness(run.classify, X, phase, run.W, H, e.components, e.c, stft=run.stft, x=y)
     assert rows[0]["ff"] == pytest.approx(ff, abs=1e-5)
     # fidelity from the same predictions
     f = run.classify([y])

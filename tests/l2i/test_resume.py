@@ -21,7 +21,7 @@ SIZES = {"train": 24, "test": 8}
 
 def small_config():
     """The ESC-50/10 config with tiny networks, batches of 8, 3 epochs, dropout in f and in Theta."""
-    config = yaml.safe_load((REPO / "experiments" / "l2i" / "configs" / "esc50.yaml").read_text())
+    config = yaml.safe_load((REPO / "l2i" / "configs" / "esc50.yaml").read_text())
     config["classifier"].update({k: list(v) if isinstance(v, tuple) else v for k, v in TINY_CLASSIFIER.items()})
     config["classifier"].update(epochs=3, batch_size=8, head_units=16, dropout=0.2)
     config["interpreter"].update(TINY_INTERPRETER)
@@ -37,7 +37,7 @@ def subsample(fold, sizes=SIZES, mel=None):
     for split, n in sizes.items():
         picked = np.sort(rng.choice(len(fold.rows[split]), size=n, replace=False))
         rows[split], targets[split] = fold.rows[split][picked], fold.targets[split][picked]
-    return dataclasses.replace(fold, rows=rows, targets=targets, mel=fold.mel if mel is None else mel)
+    return dataclasses.replace(fold, rows=rows, targets=targets, features=fold.mel if mel is None else mel)
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def corrupted_esc10(esc10_fold1, monkeypatch):
     fold = subsample(esc10_fold1)
     mel = np.array(esc10_fold1.mel[np.arange(esc10_fold1.mel.shape[0])], dtype=np.float32)
     mel[fold.rows["train"][5]] = np.nan
-    fold = dataclasses.replace(fold, mel=mel)
+    fold = dataclasses.replace(fold, features=mel)
     monkeypatch.setattr(l2i.training, "load_fold", lambda *args, **kwargs: fold)
     return fold
 

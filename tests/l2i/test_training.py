@@ -165,7 +165,7 @@ def cli_env(tmp_path):
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    config = yaml.safe_load((REPO / "experiments" / "l2i" / "configs" / "esc50.yaml").read_text())
+    config = yaml.safe_load((REPO / "l2i" / "configs" / "esc50.yaml").read_text())
     config["classifier"].update({k: list(v) if isinstance(v, tuple) else v for k, v in TINY_CLASSIFIER.items()})
     config["interpreter"].update(TINY_INTERPRETER)
     path = tmp_path / "tiny.yaml"

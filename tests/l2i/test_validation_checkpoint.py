@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import l2i.training as training
+from audioruns.fit import KeepBestWeights
 from l2i.training import (ValidationFidelity, best_checkpoint, fit_resumable, interpreter_scores, selection_metric,
                           validation_split)
 from tests.l2i._esc10 import TINY_CLASSIFIER, TINY_INTERPRETER, esc10_fold1, l2i_cache_dir  # noqa: F401
@@ -135,14 +136,14 @@ def test_fit_resumable_keeps_the_best_across_a_resume(tmp_path):
 def test_fit_resumable_recovers_a_best_epoch_interrupted_before_its_save(tmp_path, monkeypatch):
     """Killed after the backup of the best epoch, before its weights were saved: the backup provides them."""
     values, snapshots = [0.1, 0.3, 0.8, 0.2], {}
-    save = training._BestWeights.on_epoch_end
+    save = KeepBestWeights.on_epoch_end
 
     def crash_at_2(self, epoch, logs=None):
         if epoch == 2:
             raise KeyboardInterrupt("killed")
         save(self, epoch, logs)
 
-    monkeypatch.setattr(training._BestWeights, "on_epoch_end", crash_at_2)
+    monkeypatch.setattr(KeepBestWeights, "on_epoch_end", crash_at_2)
     with pytest.raises(KeyboardInterrupt):
         fit_resumable(_model(), _Data(), tmp_path, 4, verbose=0, validation=_Scripted(values, snapshots))
     monkeypatch.undo()

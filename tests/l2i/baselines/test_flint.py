@@ -85,7 +85,7 @@ def test_conciseness_diversity_term_matches_numpy(trained, esc10_mel):
     g, _, _ = trained
     x, _ = esc10_mel
     out = g(x[:6])
-    terms, _ = g.loss_terms(x[:6], None, out)
+    terms, _ = g.loss_terms(None, out, x=x[:6])
     phi = keras.ops.convert_to_numpy(out["attributes"]).astype(np.float64)
 
     def entropy(v):
