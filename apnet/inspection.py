@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from audiodata.cli import positive_int, require
+from audioruns.preprocessing import ScaledModel
 
 #: Layers every inspected model must have (the names :class:`apnet.APNet` gives them).
 REQUIRED_LAYERS = ("latent", "pool1", "pool2", "prototypes", "similarity", "weighted_sum", "dense",
@@ -36,6 +37,11 @@ REQUIRED_LAYERS = ("latent", "pool1", "pool2", "prototypes", "similarity", "weig
 
 
 def _check_model(model):
+    if isinstance(model, ScaledModel):
+        raise ValueError(f"model {model.name!r} takes raw log-mels (its input scaler is inside); these functions "
+                         "work on the trained model and scaled inputs: use "
+                         "`model, scaler = audioruns.preprocessing.detach_scaler(model)` (or load the file with "
+                         "`audioruns.preprocessing.load_scaled_model`)")
     names = {layer.name for layer in model.layers}
     missing = [name for name in REQUIRED_LAYERS if name not in names]
     if missing:
@@ -364,31 +370,34 @@ def load_run(model_path):
     """Read the training run folder that holds ``model_path`` (written by ``experiments/apnet/train.py``).
 
     The folder holds ``model.keras``, ``config.yaml`` (seed, features, loss weights, batch
-    size, ...), ``scaler.json`` (the scaler fitted on the training split, read back as the
-    class that was saved: min-max for APNet) and ``results.json`` (``dataset`` and
-    ``fold``). When ``results.json`` lacks them they are read from the path,
-    ``<output>/<model>/<dataset>/fold<N>/seed<S>/``.
+    size, ...), ``scaler.json`` (the scaler fitted on the training split) and
+    ``results.json`` (``dataset`` and ``fold``). When ``results.json`` lacks them they are
+    read from the path, ``<output>/<model>/<dataset>/fold<N>/seed<S>/``. Both layouts of the
+    model file are read (:func:`audioruns.preprocessing.load_scaled_model`): a ``model.keras``
+    holding its scaler (written since the scaler went into the model file; ``scaler.json`` is
+    then not needed), or the bare model of an older folder with ``scaler.json`` beside it.
 
     Returns
     -------
-    dict with ``model`` (loaded, compiled), ``config`` (dict), ``scaler``, ``dataset``
-    (str), ``fold`` (int) and ``run_dir`` (Path).
+    dict with ``model`` (loaded, compiled: the trained model on scaled inputs), ``config``
+    (dict), ``scaler`` (:class:`audiodata.features.MinMaxScaler` for APNet, or the
+    ``StandardScaler`` of a baseline), ``dataset`` (str), ``fold`` (int) and ``run_dir`` (Path).
 
     Raises
     ------
     audiodata.errors.ParameterError
         A missing file, or no dataset/fold to be found; the message names the path.
     audiodata.errors.ModelFileError
-        ``model_path`` is truncated or corrupt.
+        ``model_path`` is truncated or corrupt, or an older model file without ``scaler.json``.
     """
     import yaml
     from audiodata.errors import ParameterError
 
-    from apnet.training import load_model_file, load_scaler
+    from audioruns.preprocessing import load_scaled_model
 
     model_path = Path(model_path)
     run_dir = model_path.parent
-    for path in (model_path, run_dir / "config.yaml", run_dir / "scaler.json"):
+    for path in (model_path, run_dir / "config.yaml"):
         if not path.is_file():
             raise ParameterError(f"{path} does not exist (expected a training run folder of "
                                  "experiments/apnet/train.py)")
@@ -401,10 +410,11 @@ def load_run(model_path):
             raise ParameterError(f"{run_dir}: no dataset/fold in results.json and the path is not "
                                  "<output>/<model>/<dataset>/fold<N>/seed<S>/")
         dataset, fold = run_dir.parent.parent.name, int(match.group(1))
+    model, scaler = load_scaled_model(model_path)
     return {
-        "model": load_model_file(model_path),
+        "model": model,
         "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
-        "scaler": load_scaler(run_dir / "scaler.json"),
+        "scaler": scaler,
         "dataset": str(dataset),
         "fold": int(fold),
         "run_dir": run_dir,

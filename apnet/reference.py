@@ -14,9 +14,11 @@ reads those files without them:
 * the pickles are read with :func:`restricted_load`, which can build nothing but NumPy arrays
   and scalars and plain records of the few classes those files hold.
 
-:func:`import_reference` writes an ordinary run folder (``model.keras``, ``config.yaml``,
-``scaler.json``, ``results.json``), so scoring, prototype inspection, refinement and the web
-application work on it as on a model trained here.
+:func:`import_reference` writes an ordinary run folder (``model.keras`` with the authors' scaler
+inside, :func:`audioruns.preprocessing.attach_scaler`; ``config.yaml``, ``scaler.json``,
+``results.json``), so scoring, prototype inspection, refinement and the web application work on
+it as on a model trained here, and ``keras.models.load_model`` of ``model.keras`` alone predicts
+from unscaled log-mel spectrograms.
 
 Example (paths relative to the repository)::
 
@@ -438,8 +440,9 @@ def _sha256(path):
 def import_reference(source, output, overwrite=False):
     """Import the authors' fold/test folder ``source`` into the run folder ``output``.
 
-    Writes ``model.keras`` (our model with their weights), ``config.yaml`` (the authors'
-    training settings in our config's keys), ``scaler.json`` (their fitted scaler),
+    Writes ``model.keras`` (our model with their weights, their fitted scaler in front:
+    :func:`audioruns.preprocessing.attach_scaler`), ``config.yaml`` (the authors'
+    training settings in our config's keys), ``scaler.json`` (their fitted scaler, also),
     ``results.json`` (``model``, ``dataset``, ``fold``, ``classes``, ``imported_from``: the files
     read and their SHA-256) and, when ``source`` has them, ``reference_predictions.npz`` (their
     test annotations and predictions). Every file is written to a temporary name first.
@@ -527,8 +530,10 @@ def import_reference(source, output, overwrite=False):
         buffer = io.BytesIO()
         np.savez(buffer, **ref)
         _write_atomic(output / "reference_predictions.npz", buffer.getvalue())
+    from audioruns.preprocessing import attach_scaler
+
     tmp = output / "model.tmp.keras"
-    model.save(tmp)
+    attach_scaler(model, scaler).save(tmp)  # self-contained: log-mel in, the authors' outputs out
     tmp.replace(output / "model.keras")
     _write_atomic(output / "results.json", (json.dumps(results, indent=2) + "\n").encode())
     return output

@@ -45,7 +45,8 @@ The deviations of both rule sets from the paper and from the authors' code are l
 The refined models are functional :class:`keras.Model` objects with the layer names of
 :class:`apnet.APNet` (the number of latent channels of a channel-refined model differs from
 that of the other convolutions, which :class:`apnet.APNet` cannot express). They save to
-``.keras`` and load with ``import apnet; keras.models.load_model(path)``; the functions of
+``.keras`` and load with ``import apnet; keras.models.load_model(path)`` (:func:`retrain` saves
+them with the run's scaler in front, :func:`audioruns.preprocessing.attach_scaler`); the functions of
 :mod:`apnet.inspection` and of this module accept them, so refinements chain
 (prototypes, then channels, as in Table 4).
 
@@ -673,7 +674,9 @@ def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
     Compiles with :func:`apnet.training.compile_apnet` (``alpha``, ``beta``, ``gamma``,
     ``learning_rate`` of ``config``) and fits on the training split with
     :func:`apnet.training.fit_resumable`, which keeps the epoch with the best validation
-    accuracy in ``run_dir/model.keras`` (Section 4.4) and resumes an interrupted run.
+    accuracy in ``run_dir/model.keras`` (Section 4.4) and resumes an interrupted run. The file
+    holds the model with ``scaler`` in front (:func:`audioruns.preprocessing.attach_scaler`);
+    read it back with :func:`audioruns.preprocessing.load_scaled_model`.
 
     Parameters
     ----------
@@ -682,7 +685,7 @@ def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
         The training run's config (``seed``, ``alpha``, ``beta``, ``gamma``, ``batch_size``,
         ``learning_rate``).
     data : apnet.training.FoldData
-    scaler : fitted scaler of the training run
+    scaler : fitted scaler of the training run, or None (inputs already scaled; the bare model is saved)
     run_dir : str or Path
     epochs : int
 
@@ -692,6 +695,7 @@ def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
     epochs_run : int
     """
     from apnet.training import APNET_MONITOR, FeatureBatches, compile_apnet, fit_resumable
+    from audioruns.preprocessing import attach_scaler
 
     epochs = require(positive_int, epochs, "epochs", strict=True)
     seed, batch_size = int(config["seed"]), int(config["batch_size"])
@@ -701,4 +705,5 @@ def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
                            shuffle=True, seed=seed)
     validation = FeatureBatches(data.features, data.rows["validation"], data.targets["validation"], batch_size,
                                 scaler=scaler)
-    return fit_resumable(model, train, validation, run_dir, epochs, APNET_MONITOR, verbose=verbose)
+    return fit_resumable(model, train, validation, run_dir, epochs, APNET_MONITOR, verbose=verbose,
+                         export=None if scaler is None else (lambda trained: attach_scaler(trained, scaler)))

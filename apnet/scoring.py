@@ -55,13 +55,15 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
     ``baseline_features`` for a baseline), read from the feature cache (computed the first time:
     the split's clips get their own cache generation, which reuses the rows of any generation of
     the same dataset and feature set, e.g. the whole dataset's from training), scaled with the
-    run's ``scaler.json``. Labels are matched to the model's outputs by class
+    run's scaler (inside ``model.keras``, or ``scaler.json`` beside an older one:
+    :func:`audioruns.preprocessing.load_scaled_model`). Labels are matched to the model's outputs by class
     name, so a model of Speech Commands v0.02 (35 words) scores a v0.01 folder (30 of them).
 
     Parameters
     ----------
     run_dir : str or Path
-        Folder with ``model.keras``, ``config.yaml``, ``scaler.json`` and ``results.json``.
+        Folder with ``model.keras``, ``config.yaml`` and ``results.json`` (and ``scaler.json``
+        when ``model.keras`` does not hold the scaler).
     dataset, fold : optional
         Default: the run's own (``results.json``).
     split : {'train', 'validation', 'test'}
@@ -80,16 +82,19 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
         A missing file of the run or dataset, an empty split, or a dataset class the model
         does not know (the message names it).
     """
+    from importlib import import_module
+
     import yaml
 
-    import apnet  # noqa: F401  (registers the APNet layers for load_model)
-    import apnet.baselines  # noqa: F401  (registers the baselines' layers and activations)
-    from apnet.training import feature_set, load_scaler
+    for package in ("apnet", "apnet.baselines"):  # register the layers (and the scaler) of any model a run holds
+        import_module(package)
+    from apnet.training import feature_set
+    from audioruns.preprocessing import load_scaled_model
     from audiodata.datasets import get_dataset
     from audiodata.features import cached_features, compute_features, load_feature_params
 
     run_dir = Path(run_dir)
-    for name in ("model.keras", "config.yaml", "scaler.json"):
+    for name in ("model.keras", "config.yaml"):
         if not (run_dir / name).is_file():
             raise ParameterError(f"{run_dir / name} does not exist (expected a run folder of "
                                  "experiments/apnet/train.py or import_reference.py)")
@@ -113,14 +118,15 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
 
     features = feature_set(model_name, config)
     params = load_feature_params(ds.config_name, features)
-    model = apnet.training.load_model_file(run_dir / "model.keras")  # ModelFileError for a damaged file
+    # The trained model on scaled inputs and its scaler, from either layout (ModelFileError for a damaged file
+    # or an older model.keras without scaler.json).
+    model, scaler = load_scaled_model(run_dir / "model.keras")
     n_out = int(model.outputs[0].shape[-1])
     if n_out != len(classes):
         raise ParameterError(f"{run_dir}: the model has {n_out} outputs but {len(classes)} class names")
     if len(model.outputs) > 1:
         model = keras.Model(model.inputs[0], model.outputs[0])
     expected = tuple(model.input_shape[1:])
-    scaler = load_scaler(run_dir / "scaler.json")
     with cached_features(ds.cache_name, features, params, clips, compute_features, cache_dir=cache_dir,
                          n_jobs=n_jobs, progress=progress) as feats:
         x = feats[:]

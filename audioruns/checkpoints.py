@@ -8,7 +8,7 @@ The training loops of both papers (:func:`apnet.training.fit_resumable`,
   file at ``path`` is always either the previous complete file or the new complete one;
 * :class:`AtomicModelCheckpoint` -- :class:`keras.callbacks.ModelCheckpoint` (``monitor``,
   ``mode``, ``save_best_only``, ``initial_value_threshold``) saving with
-  :func:`save_model_atomic`;
+  :func:`save_model_atomic`, optionally a model derived from the training one (``export``);
 * :func:`load_model_file`, :func:`load_weights_file` -- ``keras.models.load_model`` /
   ``model.load_weights`` that report a missing, truncated or corrupt file as
   :class:`audiodata.errors.ModelFileError` naming it (Keras says
@@ -160,7 +160,17 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     Same arguments and semantics (``monitor``, ``mode``, ``save_best_only``,
     ``save_weights_only``, ``initial_value_threshold``, ``filepath`` patterns); a kill
     while saving leaves the previous checkpoint intact instead of a truncated file.
+
+    ``export``, if given, is called with the training model at each save and returns the model
+    written instead (e.g. :func:`audioruns.preprocessing.attach_scaler` puts the input
+    normalisation in front); the training model itself is left as it is.
     """
+
+    def __init__(self, filepath, *args, export=None, **kwargs):
+        super().__init__(filepath, *args, **kwargs)
+        if export is not None and not callable(export):
+            raise TypeError(f"`export` must be a callable model -> model to save; received {export!r}")
+        self.export = export
 
     def _save_model(self, epoch, batch, logs):
         filepath = self._get_file_path(epoch, batch, logs)
@@ -168,10 +178,11 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             return
         if Path(filepath).is_dir():
             raise IsADirectoryError(f"ModelCheckpoint needs a file path; {filepath} is a folder")
+        model = self.model if self.export is None else self.export(self.model)
         if self.save_weights_only:
-            save_model_atomic(self.model, filepath)
+            save_model_atomic(model, filepath)
         else:
-            save_model_atomic(self.model, filepath, overwrite=True)
+            save_model_atomic(model, filepath, overwrite=True)
         if self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 

@@ -10,6 +10,7 @@ import yaml
 
 import apnet  # noqa: F401  (registers the classes for loading)
 from apnet.inspection import prototype_distance_matrix
+from audioruns.preprocessing import load_scaled_model
 from apnet.refinement import (DECODER_LAYERS, channel_distance_matrix, prototype_classes, redundancy_threshold,
                               redundant_channels, redundant_prototypes, remove_channels)
 
@@ -28,7 +29,7 @@ def load_script(name):
 def run_dir(tmp_path_factory, shared_data, feature_cache, fsdd_fold):
     """``train.py --dataset fsdd --fold 1 --epochs 1`` with a small model (M = 10, C = 8)."""
     tmp = tmp_path_factory.mktemp("refine_cli")
-    config = yaml.safe_load((SCRIPTS / "configs" / "fsdd.yaml").read_text())
+    config = yaml.safe_load((REPO / "apnet" / "configs" / "fsdd.yaml").read_text())
     config.update(n_prototypes=10, n_filters=8)
     (tmp / "fsdd_small.yaml").write_text(yaml.safe_dump(config))
     argv = ["--dataset", "fsdd", "--fold", "1", "--epochs", "1", "--data-dir", str(shared_data), "--cache-dir",
@@ -57,7 +58,7 @@ def test_refine_prototypes(run_dir, refined_prototypes):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     trained = json.loads((run_dir / "results.json").read_text())
-    original = keras.models.load_model(run_dir / "model.keras")
+    original = load_scaled_model(run_dir / "model.keras")[0]
     distances = prototype_distance_matrix(original)
     np.testing.assert_allclose(np.load(out / "distances.npy"), distances)
     # The authors' rules by default: nearest neighbours of the same class (the head on the prototype).
@@ -90,7 +91,7 @@ def test_refine_prototypes_paper_rules(run_dir, shared_data, feature_cache, tmp_
                        "paper", "--output", str(tmp_path / "paper"))
     assert load_script("refine").main(argv) == 0
     results = json.loads((tmp_path / "paper" / "results.json").read_text())
-    distances = prototype_distance_matrix(keras.models.load_model(run_dir / "model.keras"))
+    distances = prototype_distance_matrix(load_scaled_model(run_dir / "model.keras")[0])
     assert results["rules"] == "paper" and results["same_class"] is False and results["prototype_classes"] is None
     assert results["threshold"] == pytest.approx(redundancy_threshold(distances, "paper"))
     assert results["removed_prototypes"] == redundant_prototypes(distances).tolist()
@@ -106,7 +107,7 @@ def test_refine_channels_after_prototypes(refined_prototypes, shared_data, featu
     results = json.loads((out / "results.json").read_text())
     # The authors' rules by default: Eq. 13 with i = j, their pair walk, a re-created decoder.
     assert (results["rules"], results["pairing"], results["decoder"]) == ("authors", "same", "reinitialize")
-    matrix = channel_distance_matrix(keras.models.load_model(source), pairing="same")
+    matrix = channel_distance_matrix(load_scaled_model(source)[0], pairing="same")
     np.testing.assert_allclose(np.load(out / "distances.npy"), matrix)
     assert results["removed_channels"] == redundant_channels(matrix, 2, rules="authors").tolist()
     assert (results["n_channels_before"], results["n_channels_after"]) == (8, 6)
@@ -121,7 +122,7 @@ def test_refine_channels_after_prototypes(refined_prototypes, shared_data, featu
 def test_refine_rules_and_overrides(run_dir):
     """refine() without retraining: each --rules sets Eq. 13's pairing and the decoder, the flags override them."""
     module = load_script("refine")
-    model = keras.models.load_model(run_dir / "model.keras")
+    model = load_scaled_model(run_dir / "model.keras")[0]
     run = {"model": model, "scaler": None, "config": {"batch_size": 8, "seed": 3}}
     args = module.parse_args(["--method", "channels", "--model", "m.keras", "--n-channels", "2"])
     assert (args.rules, args.pairing, args.decoder) == ("authors", None, None)
