@@ -21,7 +21,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["audiodata", "audiodata.*", "audioruns", "audioruns.*", "apnet", "apnet.*",
                                     "l2i", "l2i.*", "audioapp", "audioapp.*"]),
-    package_data={"audiodata": ["configs/*.yaml"], "audioapp": ["static/*.html", "static/*.js", "static/*.css"]},
+    # The dataset configs ship inside their packages, so that a non-editable install runs every script.
+    package_data={"audiodata": ["configs/*.yaml"], "apnet": ["configs/*.yaml"], "l2i": ["configs/*.yaml"],
+                  "audioapp": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=_requirements(),
     extras_require={
         # notebooks/: `pip install -e ".[notebooks]"`, then `jupyter lab notebooks/apnet/` (or notebooks/l2i/).

@@ -45,7 +45,7 @@ def prototype_class_kernel(n_prototypes, n_classes, noise=0.1, seed=None):
     (overwriting a Glorot-uniform kernel before training), and their configs turn it on
     for UrbanSound8K only (``init_last_layer: 1``); Medley-solos-DB and Speech Commands
     were trained from Glorot uniform. :func:`apnet.training.build_model` follows the
-    config key ``init_last_layer`` (``experiments/apnet/configs``); :class:`apnet.APNet`
+    config key ``init_last_layer`` (``apnet/configs``); :class:`apnet.APNet`
     itself uses this initialisation unless given another ``dense_kernel_initializer``.
 
     With the classes of :func:`prototype_classes` and ``k_c`` the number of prototypes of

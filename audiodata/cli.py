@@ -43,6 +43,7 @@ __all__ = [
     "n_jobs",
     "require",
     "say",
+    "add_data_options",
 ]
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -203,3 +204,18 @@ def say(line):
     import sys
 
     print(line, file=sys.stderr, flush=True)
+
+
+def add_data_options(parser, data_dir_required=False):
+    """Add ``--data-dir`` (the folder holding the dataset folders) and ``--cache-dir`` (the feature cache).
+
+    ``--data-dir`` defaults to ``$AUDIO_DATA_DIR`` (:func:`audiodata.download.resolve_data_dir`) unless
+    ``data_dir_required``; ``--cache-dir`` to ``$AUDIO_CACHE_DIR`` or ``~/.cache``.
+    """
+    if data_dir_required:
+        parser.add_argument("--data-dir", required=True, help="folder holding the dataset folders")
+    else:
+        parser.add_argument("--data-dir", default=None,
+                            help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
+    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    return parser

@@ -11,7 +11,7 @@ Shapes (``--shape``):
 
 * ``urbansound8k`` -- input 84 x 128 (T x F, Section 4.3), K = 10, M = 50, C = 32, batch
   B = 256 (Table 2);
-* ``fsdd`` -- input 64 x 64, K = 10, M = 20, C = 32, batch 64 (experiments/apnet/configs/fsdd.yaml).
+* ``fsdd`` -- input 64 x 64, K = 10, M = 20, C = 32, batch 64 (apnet/configs/fsdd.yaml).
 
 Usage::
 

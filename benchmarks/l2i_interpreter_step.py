@@ -2,7 +2,7 @@
 
 ESC-50 shapes (Sec. IV-A, Table II): log-mel input 431 x 128 to the frozen classifier f
 (Kumar et al.'s CNN at full width), log-magnitude target 431 x 513, K = 100 components,
-50 classes, Theta_ATT, Psi width 256 (``experiments/l2i/configs/esc50.yaml``). Inputs are
+50 classes, Theta_ATT, Psi width 256 (``l2i/configs/esc50.yaml``). Inputs are
 random (the time of a step does not depend on the values). One step = ``train_on_batch``
 of :class:`l2i.trainer.L2ITrainer` in ``"posthoc"`` mode (compiled graph, not eager); the
 first ``--warmup`` steps (tracing, allocation) are dropped and the median of the next

@@ -46,17 +46,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Download the dataset named on the command line and print where it is.
+    """Download the dataset named on the command line ``argv`` (as :func:`parse_args`) and print where it is.
 
-    Parameters
-    ----------
-    argv : list of str or None
-        Arguments (None reads ``sys.argv``).
-
-    Returns
-    -------
-    status : int
-        0 on success, 1 if the download failed.
+    Returns 0 on success, 1 if the download failed.
     """
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")

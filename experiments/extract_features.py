@@ -31,8 +31,7 @@ def parse_args(argv=None):
                         help="dataset (required unless --clean-cache, where it limits the clean-up)")
     parser.add_argument("--features", default="mel",
                         help="feature set from audiodata/configs/<dataset>.yaml (mel, logmag, ...)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    argtypes.add_data_options(parser)
     parser.add_argument("--n-jobs", type=argtypes.n_jobs, default=-1, help="worker processes (-1: all cores, 1: serial)")
     parser.add_argument("--strict", action="store_true", help="fail if metadata lists clips whose audio is missing")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -16,10 +16,11 @@ everything that changes its numbers, training budgets (epochs, NMF iterations, t
   on a validation split (``validation_fraction``, ``train_interpreter.py --validation-fraction``) also that
   fraction (absent: the last epoch is kept, as in the main configuration).
 
-The *main* configuration of a dataset is the one of its config file ``experiments/l2i/configs/<dataset>.yaml``
-(the paper's settings). Runs of the main configuration keep the plain folder names (``classifier``,
-``dictionary``, ``<mode>_<theta>``); any other gets ``<name>-<tag>-<hash>``, a short readable tag of what
-differs from the main configuration and the first 8 hex digits of the SHA-1 of its identity, e.g.
+The *main* configuration of a dataset is the one of its config file ``l2i/configs/<dataset>.yaml``
+(shipped with the package, :func:`config_path`; the paper's settings). Runs of the main configuration keep
+the plain folder names (``classifier``, ``dictionary``, ``<mode>_<theta>``); any other gets
+``<name>-<tag>-<hash>``, a short readable tag of what differs from the main configuration and the first
+8 hex digits of the SHA-1 of its identity, e.g.
 ``posthoc_att-B3-<hash>`` or ``dictionary-K50-<hash>``, so runs never overwrite each other.
 (The classifier keeps the folder ``classifier``; a classifier of another configuration is refused there.)
 
@@ -37,10 +38,12 @@ from audiodata.errors import ParameterError
 
 __all__ = [
     "AXES",
+    "DATASETS",
     "HIDDEN_LAYER_ALIASES",
     "classifier_identity",
     "classifier_layers",
     "canonical_layers",
+    "config_path",
     "default_config",
     "dictionary_folder",
     "dictionary_identity",
@@ -79,7 +82,8 @@ _NOT_DICTIONARY = frozenset({"dataset", "fold", "seed", "shape", "dtype", "ident
 _SHORT = {"n_components": "K", "l1": "mu", "alpha": "a", "beta": "b", "gamma": "g", "psi_channels": "psi",
           "attention_units": "att", "learning_rate": "lr", "batch_size": "bs", "n_per_class": "Kc",
           "n_noise": "Kn", "n_clips_per_class": "nc", "include_noise": "noise", "validation_fraction": "val"}
-_CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "l2i" / "configs"
+#: Datasets of L2I (each has a shipped config; ESC-10 uses esc50's).
+DATASETS = ("esc50", "esc10", "sonyc_ust", "openmic")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -108,18 +112,25 @@ def _config_name(dataset):
     return "esc50" if dataset == "esc10" else dataset
 
 
+def config_path(dataset):
+    """Path of the shipped config of ``dataset`` (``l2i/configs/<dataset>.yaml``; ESC-10 uses esc50's).
+
+    Raises :class:`~audiodata.errors.ParameterError`, naming the datasets that have one, when there is none.
+    """
+    from audioruns.cli import shipped_config
+
+    return shipped_config("l2i", _config_name(dataset))
+
+
 @functools.lru_cache(maxsize=None)
 def _default_config(dataset):
     import yaml
 
-    path = _CONFIGS / f"{_config_name(dataset)}.yaml"
-    if not path.is_file():
-        raise ParameterError(f"no L2I config for dataset {dataset!r} ({path})")
-    return yaml.safe_load(path.read_text())
+    return yaml.safe_load(config_path(dataset).read_text())
 
 
 def default_config(dataset):
-    """The main configuration of ``dataset`` (a copy of ``experiments/l2i/configs/<dataset>.yaml``)."""
+    """The main configuration of ``dataset`` (a copy of ``l2i/configs/<dataset>.yaml``)."""
     return copy.deepcopy(_default_config(dataset))
 
 

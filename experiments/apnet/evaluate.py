@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from audioruns.cli import existing_folder
+
 COLUMNS = ["model", "dataset", "n_runs", "folds", "seeds", "accuracy_mean", "accuracy_std", "n_params_mean",
            "n_params_std", "epochs_mean", "seconds_per_epoch_mean"]
 
@@ -56,9 +58,8 @@ def summarize(runs):
 
 def main(argv=None):
     args = parse_args(argv)
-    results_dir = Path(args.results_dir)
-    if not results_dir.is_dir():
-        print(f"error: results folder {results_dir} does not exist", file=sys.stderr)
+    results_dir = existing_folder(args.results_dir)
+    if results_dir is None:
         return 2
     runs = collect(results_dir, args.model, args.dataset)
     if runs.empty:

@@ -23,8 +23,7 @@ from audiodata import cli as argtypes
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model.keras of a train.py or refine.py run folder")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    argtypes.add_data_options(parser)
     parser.add_argument("--output", default=None, help="output folder (default: RUN/prototypes)")
     parser.add_argument("--batch-size", type=argtypes.positive_int, default=256,
                         help="batch size of the forward passes")

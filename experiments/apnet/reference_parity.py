@@ -13,13 +13,14 @@ import json
 import sys
 from pathlib import Path
 
+from audiodata.cli import add_data_options
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", required=True, help="folder holding APNet/experiments (the authors' files)")
-    parser.add_argument("--data-dir", required=True, help="folder holding the dataset folders")
+    add_data_options(parser, data_dir_required=True)
     parser.add_argument("--output", required=True, help="folder for the imported run folders and parity.json")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     args = parser.parse_args(argv)
     import numpy as np
     from tqdm.auto import tqdm

@@ -21,15 +21,15 @@ RUN is a folder written by train.py (model.keras, config.yaml, scaler.json, resu
 The refined model is trained --epochs more epochs (20 in the paper) with the run's settings,
 keeping the best validation epoch, and tested. See docs/apnet_deviations.md, "Refinement".
 
-Writes into --output (default RUN/refine_<method>/): model.keras, history.csv, backup/,
-config.yaml and scaler.json (so that the folder can be refined again), distances.npy (the matrix
-of Eq. 11 or 13) and results.json (test accuracy and parameters before/after, the rules, what was
-removed, epochs, seconds, command). Re-running the same command resumes an interrupted retraining.
+Writes into --output (default RUN/refine_<method>/): model.keras (the run's scaler inside),
+history.csv, backup/, config.yaml and scaler.json (so that the folder can be refined again),
+distances.npy (the matrix of Eq. 11 or 13) and results.json (test accuracy and parameters
+before/after, the rules, what was removed, epochs, seconds, command). Re-running the same command
+resumes an interrupted retraining.
 """
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,7 +38,8 @@ import numpy as np
 import yaml
 
 from audiodata import cli as argtypes
-from audioruns.checkpoints import load_model_file, write_text_atomic
+from audioruns.checkpoints import write_text_atomic
+from audioruns.preprocessing import load_scaled_model
 
 METHODS = ("prototypes", "channels")
 RULES = ("authors", "paper")  # apnet.refinement.RULES, without importing Keras for --help
@@ -48,8 +49,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", required=True, choices=METHODS, help="Section 5.2.1 or 5.2.2")
     parser.add_argument("--model", required=True, help="model.keras of a train.py (or refine.py) run folder")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    argtypes.add_data_options(parser)
     parser.add_argument("--output", default=None, help="output folder (default: next to the model, refine_<method>)")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=20,
                         help="epochs of retraining (20 in Section 5.2)")
@@ -151,7 +151,7 @@ def main(argv=None):
 
     output.mkdir(parents=True, exist_ok=True)
     np.save(output / "distances.npy", distances)
-    shutil.copyfile(run["run_dir"] / "scaler.json", output / "scaler.json")
+    scaler.save(output / "scaler.json")  # also inside model.keras; kept for older readers
     n_prototypes = refined.get_layer("prototypes").n_prototypes
     n_channels = refined.get_layer("encoder_conv3").filters
     refined_config = {**config, "n_prototypes": n_prototypes, "latent_channels": n_channels,
@@ -161,7 +161,7 @@ def main(argv=None):
 
     start = time.perf_counter()
     history, epochs_run = retrain(refined, config, data, scaler, output, args.epochs, verbose=args.verbose)
-    best = load_model_file(output / "model.keras")
+    best, _ = load_scaled_model(output / "model.keras")  # the refined model on scaled inputs
     monitor = "val_probabilities_accuracy"
     best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None
     results = {

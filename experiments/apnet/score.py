@@ -19,8 +19,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default=None, help="dataset name (default: the run's)")
     parser.add_argument("--fold", type=argtypes.positive_int, default=None,
                         help="fold (default: the run's; 1 for one partition)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
+    argtypes.add_data_options(parser)
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     parser.add_argument("--jobs", type=argtypes.n_jobs, default=1,

@@ -27,6 +27,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from audioruns.cli import existing_folder
+
 #: Table 3 of Zinemanas et al. (Electronics 2021): (accuracy %, parameters in millions).
 PAPER_TABLE3 = {
     "apnet": {"urbansound8k": (76.2, 1.2), "medley_solos_db": (65.8, 4.2), "speech_commands": (89.0, 1.8)},
@@ -262,9 +264,8 @@ def markdown_table4(table):
 
 def main(argv=None):
     args = parse_args(argv)
-    results_dir = Path(args.results_dir)
-    if not results_dir.is_dir():
-        print(f"error: results folder {results_dir} does not exist", file=sys.stderr)
+    results_dir = existing_folder(args.results_dir)
+    if results_dir is None:
         return 2
     output = Path(args.output) if args.output else results_dir
     output.mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,9 @@ import yaml
 
 from audiodata import cli as argtypes
 from audioruns.checkpoints import write_text_atomic
+from audioruns.cli import add_config_options, add_verbose_option, shipped_config, show_config
 from audiodata.download import add_download_options
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10", "esc50")
 MODELS = ("apnet", "sb_cnn", "att_crnn", "openl3_mlp")
 
@@ -44,9 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="apnet", choices=MODELS)
     parser.add_argument("--fold", type=argtypes.positive_int, required=True,
                         help="test fold (1 for datasets with one partition)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
-    parser.add_argument("--config", default=None, help="config file (default configs/<dataset>.yaml)")
+    argtypes.add_data_options(parser)
+    add_config_options(parser, "apnet")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="override the config's epochs")
     parser.add_argument("--batch-size", type=argtypes.positive_int, default=None,
                         help="override the batch size of the model trained (the config's batch_size for apnet, "
@@ -55,8 +54,7 @@ def parse_args(argv=None):
     parser.add_argument("--n-prototypes", type=argtypes.positive_int, default=None,
                         help="override the config's M (e.g. L2I's comparison: as many prototypes as NMF components)")
     parser.add_argument("--output", default="results", help="results root (default ./results)")
-    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
-                        help="Keras fit verbosity")
+    add_verbose_option(parser)
     add_download_options(parser)
     return parser.parse_args(argv)
 
@@ -69,10 +67,12 @@ def load_config(args):
     """
     from audiodata.errors import ParameterError
 
-    path = Path(args.config) if args.config else CONFIG_DIR / f"{args.dataset}.yaml"
+    path = Path(args.config) if args.config else shipped_config("apnet", args.dataset)
     if not path.is_file():
         raise ParameterError(f"config file {path} does not exist")
     config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict):
+        raise ParameterError(f"config file {path} does not hold a mapping of settings")
     overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
                  ("n_prototypes", args.n_prototypes))
     for key, value in overrides:
@@ -89,6 +89,7 @@ def load_config(args):
         training_settings(args.model, config)  # checks batch size, normalizer, init_last_layer, early_stopping
     except ValueError as err:
         raise ParameterError(f"{path}: {err}") from None
+    show_config(args, path, config)
     return config
 
 

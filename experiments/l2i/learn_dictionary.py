@@ -7,11 +7,6 @@ folder keyed on the dictionary's parameters (l2i/runs.py): `dictionary` for the 
 ESC-50), `dictionary-<tag>-<hash>` for any other (e.g. `dictionary-K50-<hash>` with --n-components 50), so
 dictionaries of different K live side by side. An existing dictionary of the same parameters is kept (delete
 it to learn again); the number of iterations (--epochs) is a budget, not a parameter.
-
-On stderr: `run folder: PATH` at the start and at the end, the clips of each split on one line, a line starting
-with `warning:` when the dataset folder holds less than half the clips of the official release (an excerpt or an
-incomplete download), and a progress bar while features are extracted. --download first downloads the dataset
-into --data-dir unless it is already there (--mirror URL: from a mirror); see experiments/l2i/README.md.
 """
 import argparse
 import json
@@ -23,20 +18,15 @@ from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError
 from l2i.dictionary import learn_dataset_dictionary
 from l2i.nmf import save_dictionary
-from l2i.runs import dictionary_folder, dictionary_identity, read_identity, write_identity
+from audioruns.cli import RUN_NOTES, add_run_options, load_run_config
+from l2i.runs import DATASETS, config_path, dictionary_folder, dictionary_identity, read_identity, write_identity
 from l2i.training import load_config, load_fold, run_directory, write_results
 
 
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--output", default="runs")
-    parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
-    parser.add_argument("--seed", type=argtypes.seed, default=None, help="overrides the config's seed")
+    parser = argparse.ArgumentParser(description=__doc__, epilog=RUN_NOTES.format(paper="l2i"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(parser, DATASETS, "l2i")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
                         help="NMF iterations (overrides dictionary.n_iter)")
     parser.add_argument("--n-components", type=argtypes.positive_int, default=None,
@@ -44,9 +34,7 @@ def main(argv=None):
     add_download_options(parser)
     args = parser.parse_args(argv)
 
-    config = load_config(args.dataset, args.config)
-    if args.seed is not None:
-        config["seed"] = args.seed
+    config = load_run_config(args, load_config, config_path)
     section = dict(config["dictionary"])
     if args.epochs is not None:
         section["n_iter"] = args.epochs

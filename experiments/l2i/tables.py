@@ -17,7 +17,7 @@ experiments/apnet/train.py (test_accuracy), only runs with M (n_prototypes of th
 L2I's main dictionary size K.
 
 Cells are picked by run identity (l2i/runs.py), not by folder name: Tables I, IV, V and VIII take runs of the
-main configuration (configs/<dataset>.yaml) only; Table VI the fold-1 runs that differ from it in the hidden
+main configuration (l2i/configs/<dataset>.yaml) only; Table VI the fold-1 runs that differ from it in the hidden
 layers only (row "Input": hidden_layers [input]); Table VII those that differ in alpha/beta only. The same run
 found in several folders counts once.
 """
@@ -283,7 +283,9 @@ def sweep_cell(entries, source, selections):
 
 
 def _main_k(dataset):
-    """K of L2I's main dictionary (``dictionary.n_components`` of configs/<dataset>.yaml): APNet's M in Table VIII."""
+    """K of L2I's main dictionary (``dictionary.n_components`` of l2i/configs/<dataset>.yaml).
+
+    APNet's M in Table VIII."""
     return int(default_config(dataset)["dictionary"]["n_components"])
 
 

@@ -2,7 +2,7 @@
 
     python experiments/l2i/train_baseline.py --baseline flint --dataset esc50 --fold 1 --data-dir DATA --output runs
 
-Baselines (hyperparameters: the `baselines:` section of configs/<dataset>.yaml; docs/l2i_baselines.md):
+Baselines (hyperparameters: the `baselines:` section of l2i/configs/<dataset>.yaml; docs/l2i_baselines.md):
 
 * post-hoc, fidelity to the trained classifier f (Table IV): `flint` (FLINT on f's hidden layers, f frozen),
   `vibi` (VIBI, f a black box). They read <run>/classifier/classifier.keras (train_classifier.py, same
@@ -29,11 +29,6 @@ trains every combination in its own folder baseline_<name>_k<K>_<feature>/ (resu
 the selection over every fold and seed run so far (l2i.baselines.training.select_sweep: highest mean of the
 interpreter's accuracy | macro_auprc | weighted_f1 over the folds and seeds every combination has; ties to the
 smaller K, then logmag). Without --k and --features the run goes to baseline_<name>/ with the config's values.
-
-On stderr: `run folder: PATH` at the start and at the end, the clips of each split on one line, a line starting
-with `warning:` when the dataset folder holds less than half the clips of the official release (an excerpt or an
-incomplete download), and a progress bar while features are extracted. --download first downloads the dataset
-into --data-dir unless it is already there (--mirror URL: from a mirror); see experiments/l2i/README.md.
 """
 import argparse
 import sys
@@ -46,42 +41,35 @@ from audiodata.errors import AudioDataError
 
 from l2i.baselines.training import (BASELINES, NMF_FEATURES, SWEEP_METRICS, select_sweep, sweep_system,
                                    train_baseline)
+from audioruns.cli import RUN_NOTES, add_run_options, add_verbose_option, load_run_config
+from l2i.runs import DATASETS, config_path
 from l2i.training import load_config, run_directory, write_results
 
 
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=RUN_NOTES.format(paper="l2i"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, choices=list(BASELINES))
-    parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--output", default="runs")
-    parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
+    add_run_options(parser, DATASETS, "l2i")
     parser.add_argument("--classifier", default=None, help="classifier.keras (default: <run>/classifier/)")
-    parser.add_argument("--seed", type=argtypes.seed, default=None, help="overrides the config's seed")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
                         help="overrides baselines.<name>.epochs (nmf: baselines.nmf.n_iter_dictionary)")
     parser.add_argument("--k", type=argtypes.positive_int, nargs="+", default=None, metavar="K",
                         help="nmf, tdl_nmf: dictionary sizes to sweep (the paper: 64 128 256 512)")
     parser.add_argument("--features", nargs="+", default=None, choices=NMF_FEATURES,
                         help="nmf, tdl_nmf: input features to sweep (the paper: both)")
-    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
-                        help="Keras fit verbosity")
+    add_verbose_option(parser)
     add_download_options(parser)
     args = parser.parse_args(argv)
     sweep = args.k is not None or args.features is not None
     if sweep and args.baseline not in ("nmf", "tdl_nmf"):
         parser.exit(2, "error: --k and --features sweep the nmf and tdl_nmf baselines only\n")
 
-    config = load_config(args.dataset, args.config)
-    if args.seed is not None:
-        config["seed"] = args.seed
+    config = load_run_config(args, load_config, config_path)
+    path = args.config or config_path(args.dataset)
     section = (config.get("baselines") or {}).get(args.baseline)
     if not isinstance(section, dict):
-        parser.exit(2, f"error: the config {args.config or f'configs/{args.dataset}.yaml'} has no "
-                       f"baselines.{args.baseline} section\n")
+        parser.exit(2, f"error: the config {path} has no baselines.{args.baseline} section\n")
     if args.epochs is not None:
         key = "n_iter_dictionary" if args.baseline == "nmf" else "epochs"
         config["baselines"] = dict(config["baselines"], **{args.baseline: dict(section, **{key: args.epochs})})

@@ -18,15 +18,9 @@ the same run folder unless --classifier / --dictionary are given; writes
 --validation-fraction F keeps the weights of the epoch with the best fidelity on a validation split of F of the
 training clips (stratified by class for ESC, drawn from the seed; trained on the rest) instead of the last
 epoch's; such a run gets its own folder (<mode>_<theta>-valF-<hash>).
-
-On stderr: `run folder: PATH` at the start and at the end, the clips of each split on one line, a line starting
-with `warning:` when the dataset folder holds less than half the clips of the official release (an excerpt or an
-incomplete download), and a progress bar while features are extracted. --download first downloads the dataset
-into --data-dir unless it is already there (--mirror URL: from a mirror); see experiments/l2i/README.md.
 """
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -34,9 +28,11 @@ from audiodata import cli as argtypes
 from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError
 
-from l2i.runs import (classifier_identity, classifier_layers, dictionary_folder, dictionary_identity,
-                      identity_from_results, interpreter_folder, interpreter_identity, read_identity, write_identity)
-from l2i.training import MODES, load_config, run_directory, train_interpreter, write_results
+from audioruns.cli import RUN_NOTES, add_run_options, add_verbose_option, finish_run, show_config
+from l2i.runs import (DATASETS, classifier_identity, classifier_layers, config_path, dictionary_folder,
+                      dictionary_identity, identity_from_results, interpreter_folder, interpreter_identity,
+                      read_identity, write_identity)
+from l2i.training import MODES, load_config, run_directory, train_interpreter
 
 
 def _classifier_identity(path, config, dataset, mode):
@@ -65,18 +61,13 @@ def _dictionary_identity(path, section, dataset):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
-    parser.add_argument("--fold", type=argtypes.positive_int, default=1)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=RUN_NOTES.format(paper="l2i"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(parser, DATASETS, "l2i")
     parser.add_argument("--mode", default="posthoc", choices=list(MODES))
     parser.add_argument("--theta", default="att", choices=["att", "max"])
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folder (default $AUDIO_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--output", default="runs")
-    parser.add_argument("--config", default=None, help="YAML config (default: configs/<dataset>.yaml)")
     parser.add_argument("--classifier", default=None, help="classifier.keras (default: <run>/classifier/)")
     parser.add_argument("--dictionary", default=None, help="dictionary .npy (default: <run>/dictionary/W.npy)")
-    parser.add_argument("--seed", type=argtypes.seed, default=None, help="overrides the config's seed")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="overrides the mode's epochs")
     parser.add_argument("--hidden-layers", nargs="+", default=None,
                         help="overrides interpreter.hidden_layers: block1..block6, or input (f's input, Table VI)")
@@ -93,8 +84,7 @@ def main(argv=None):
                         help="carve this fraction of the training clips (0 <= F < 1, 0: off; stratified by class "
                              "for ESC, seeded) as a validation split and keep the epoch with the best validation "
                              "fidelity (default: off, the last epoch is kept)")
-    parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
-                        help="Keras fit verbosity")
+    add_verbose_option(parser)
     add_download_options(parser)
     args = parser.parse_args(argv)
 
@@ -103,6 +93,7 @@ def main(argv=None):
         config["validation_fraction"] = args.validation_fraction or None
     if args.seed is not None:
         config["seed"] = args.seed
+    show_config(args, args.config or config_path(args.dataset), config)
     section = "posthoc" if args.mode == "posthoc" else "bydesign"
     for key in ("epochs", "alpha", "beta", "gamma"):
         if getattr(args, key) is not None:
@@ -150,11 +141,8 @@ def main(argv=None):
         parser.exit(2, f"error: {cli_error(err)}\n")
     results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": config,
                     "identity": identity, "run": run_dir.name,
-                    "classifier_path": str(classifier) if classifier else None, "dictionary_path": str(dictionary),
-                    "wall_seconds": time.perf_counter() - start, "command": " ".join([sys.executable] + sys.argv)})
-    write_results(run_dir / "results.json", results)
-    argtypes.say(f"run folder: {run_dir} (interpreter.keras, results.json, history.csv)")
-    print({k: v for k, v in results.items() if k != "config"})
+                    "classifier_path": str(classifier) if classifier else None, "dictionary_path": str(dictionary)})
+    finish_run(run_dir, results, start, "interpreter.keras, results.json, history.csv")
 
 
 if __name__ == "__main__":

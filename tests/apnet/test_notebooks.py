@@ -36,7 +36,7 @@ def test_every_figure_has_one_saved_clean_notebook():
 def trained_run(tmp_path_factory, shared_data, feature_cache, fsdd_fold):
     """``train.py --dataset fsdd --fold 1 --epochs 1`` with M = 10, C = 8 (features already cached)."""
     tmp = tmp_path_factory.mktemp("notebook_run")
-    config = yaml.safe_load((REPO / "experiments" / "apnet" / "configs" / "fsdd.yaml").read_text())
+    config = yaml.safe_load((REPO / "apnet" / "configs" / "fsdd.yaml").read_text())
     config.update(n_prototypes=10, n_filters=8, epochs=1)
     config_path = tmp / "fsdd_small.yaml"
     config_path.write_text(yaml.safe_dump(config))

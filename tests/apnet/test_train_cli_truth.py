@@ -12,13 +12,15 @@ import sys
 import pytest
 import yaml
 
-from tests.apnet.test_train_cli import SCRIPTS, load_script, script_env
+from tests.apnet.test_train_cli import REPO, SCRIPTS, load_script, script_env
 from tests.audiodata.test_download import _tar_gz, server  # noqa: F401  (server: the fixture)
+
+CONFIGS = REPO / "apnet" / "configs"
 
 
 def _small_config(tmp_path, dataset):
     """The dataset's config with a small APNet (M = 10, C = 8), so one epoch takes seconds on 2 cores."""
-    config = yaml.safe_load((SCRIPTS / "configs" / f"{dataset}.yaml").read_text())
+    config = yaml.safe_load((CONFIGS / f"{dataset}.yaml").read_text())
     config.update(n_prototypes=10, n_filters=8)
     path = tmp_path / f"{dataset}_small.yaml"
     path.write_text(yaml.safe_dump(config))
