@@ -13,22 +13,27 @@
   early stopping of one model, read from a dataset config (the authors' per-model values);
 * :func:`train_fold` -- all of the above for one fold, as the experiment scripts run it.
 """
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 
 from apnet.initializers import PrototypeClassKernel
 from apnet.losses import PrototypeLoss
 from apnet.model import APNet
-from audioruns.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
-                                   load_model_file)  # load_model_file: also used as apnet.training.load_model_file
-# Re-exported: apnet.training.EpochTimer / completed_epochs are used by name (tests, docs); defined once there.
-from audioruns.checkpoints import EpochTimer, completed_epochs  # noqa: F401
 from audiodata.cli import positive_int, require
+from audiodata.cli import seed as seed_type
+from audiodata.errors import ParameterError
+from audiodata.features import MinMaxScaler, StandardScaler
+from audioruns.batches import EpochOrderedBatches
+# Re-exported: these are used by name as apnet.training.* (tests, docs, the app); each is defined once in audioruns.
+from audioruns.checkpoints import EpochTimer, completed_epochs, load_model_file  # noqa: F401
+from audioruns.fit import EarlyStoppingState, ResumableEarlyStopping, early_stopping_state  # noqa: F401
+from audioruns.fit import _check_patience
+from audioruns.folds import Fold
+from audioruns.folds import load_fold as _load_fold
+from audioruns.fit import fit_resumable as _fit_resumable
+from audioruns.preprocessing import attach_scaler, load_scaled_model  # registers the saved model's scaler
 from audiodata.features.normalization import load_scaler  # noqa: F401  (re-exported: runs' scaler.json)
 
 #: Metric that selects the weights (Section 4.4): validation accuracy of the class output.
@@ -83,19 +88,14 @@ def compile_apnet(model, alpha, beta, gamma, learning_rate=1e-3):
     return model
 
 
-class FeatureBatches(keras.utils.PyDataset):
+class FeatureBatches(EpochOrderedBatches):
     """Batches of cached features read by row numbers, scaled on the fly by the run's scaler.
 
     Only one batch is in memory at a time: each ``__getitem__`` reads its rows from the
     memory-mapped :class:`audiodata.features.FeatureArray` (sorted, for sequential reads).
-    With ``shuffle=True`` the order is a permutation drawn from ``(seed, epoch)`` only, so a
-    resumed run sees the same batches as an uninterrupted one provided ``fit`` does not
-    reorder them and the epoch is set explicitly: :func:`fit_resumable` passes
-    ``shuffle=False`` to ``fit`` (Keras would otherwise shuffle the batch order with Python's
-    global ``random``, which a resume does not restore) and calls :meth:`set_epoch` at the
-    start of every epoch (:class:`audioruns.checkpoints.EpochOrder`). Under a plain ``fit``,
-    :meth:`on_epoch_end` advances the epoch; Keras calls it once before the first epoch too,
-    so there epoch ``e`` uses the order of ``e + 1``.
+    The order of the batches depends only on ``(seed, epoch)``
+    (:class:`audioruns.batches.EpochOrderedBatches`), so a resumed run sees the batches of an
+    uninterrupted one.
 
     Args:
         features: a FeatureArray (or any array indexable by row numbers), ``(n, T, F)``.
@@ -112,39 +112,18 @@ class FeatureBatches(keras.utils.PyDataset):
 
     def __init__(self, features, rows, labels, batch_size, scaler=None, targets="apnet", shuffle=False, seed=0,
                  **kwargs):
-        super().__init__(**kwargs)
         if targets not in ("apnet", "classifier"):
             raise ValueError(f"`targets` must be 'apnet' or 'classifier'; received targets={targets!r}")
         if len(rows) != len(labels):
             raise ValueError(f"rows ({len(rows)}) and labels ({len(labels)}) differ in length")
-        if len(rows) == 0:
-            raise ValueError("FeatureBatches got no rows")
-        batch_size = require(positive_int, batch_size, "batch_size", strict=True)
         self.features = features
-        self.rows = np.asarray(rows)
         self.labels = np.asarray(labels, dtype=np.float32)
-        self.batch_size = batch_size
         self.scaler = scaler
         self.targets = targets
-        self.shuffle = shuffle
-        self.seed = seed
-        self.set_epoch(0)
+        super().__init__(rows, batch_size, shuffle=shuffle, seed=seed, **kwargs)
 
-    def set_epoch(self, epoch):
-        """Use the order of ``epoch`` (0-based) from now on."""
-        self.epoch = epoch
-        if self.shuffle:
-            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
-        else:
-            self._order = np.arange(len(self.rows))
-
-    def __len__(self):
-        return -(-len(self.rows) // self.batch_size)
-
-    def __getitem__(self, index):
-        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        positions = positions[np.argsort(self.rows[positions], kind="stable")]
-        x = np.asarray(self.features[self.rows[positions]], dtype=np.float32)
+    def _batch(self, positions, rows):
+        x = np.asarray(self.features[rows], dtype=np.float32)
         if self.scaler is not None:
             x = self.scaler.transform(x)
         y = self.labels[positions]
@@ -152,22 +131,9 @@ class FeatureBatches(keras.utils.PyDataset):
             return x, y
         return x, {"probabilities": y, "reconstruction": x, "prototypes": np.zeros(len(x), np.float32)}
 
-    def on_epoch_end(self):
-        self.set_epoch(self.epoch + 1)
 
-
-@dataclass
-class FoldData:
-    """A dataset fold: the cached features and, per split, their rows and one-hot targets."""
-
-    features: object
-    rows: dict
-    targets: dict
-    classes: tuple
-
-    @property
-    def input_shape(self):
-        return tuple(self.features.shape[1:])
+#: A fold of features (:class:`audioruns.folds.Fold`: ``features``, ``rows``, ``targets``, ``classes``).
+FoldData = Fold
 
 
 def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
@@ -175,259 +141,32 @@ def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jo
 
     The split follows Section 4.2: for cross-validated datasets the test fold is ``fold``
     and validation the next fold (also for ESC-10, whose loader defaults to no validation);
-    Medley-solos-DB and Speech Commands have one official partition (``fold=1``).
-
-    Parameters
-    ----------
-    dataset : str
-        A name of :data:`audiodata.datasets.DATASETS`.
-    fold : int
-        Test fold.
-    features : str
-        Feature set of ``audiodata/configs/<dataset>.yaml``.
-    data_dir, cache_dir : str or Path, optional
-        Data folder (default ``$AUDIO_DATA_DIR``) and feature cache.
-    n_jobs : int
-        Processes extracting features that are not cached yet.
-    progress : bool
-        For the command lines: print the clips of each split on one line of stderr (and a line
-        starting with ``warning:`` when the folder holds far fewer clips than the official
-        release, :meth:`audiodata.datasets.AudioDataset.size_warning`), then draw a progress
-        bar while features are extracted. Without it nothing is printed and a dataset far
-        smaller than the official one gives a :class:`audiodata.datasets.SmallDatasetWarning`.
-
-    Returns
-    -------
-    FoldData
-
-    Raises
-    ------
-    audiodata.errors.AudioDataError
-        Unknown dataset, fold out of range, missing files, or an empty split.
+    Medley-solos-DB and Speech Commands have one official partition (``fold=1``). Every
+    split must hold clips. Parameters, return value (a :class:`audioruns.folds.Fold`) and errors
+    are those of :func:`audioruns.folds.load_fold`.
     """
-    from audiodata.datasets import FoldDataset, get_dataset, report_split
-    from audiodata.errors import DatasetNotFoundError
-    from audiodata.features import extract_features
-
-    ds = get_dataset(dataset, data_dir=data_dir)
-    parts = ds.split(fold, validation=True) if isinstance(ds, FoldDataset) else ds.split(fold)
-    report_split(ds, parts, fold, progress=progress)
-    for name in ("train", "validation", "test"):
-        if len(parts[name]) == 0:
-            raise DatasetNotFoundError(f"{dataset}: the {name} split of fold {fold} has no clips in {ds.root}")
-    feats = extract_features(ds, features, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
-    rows = {name: feats.rows(part["clip_id"]) for name, part in parts.items()}
-    targets = {name: ds.targets(part) for name, part in parts.items()}
-    return FoldData(feats, rows, targets, tuple(ds.classes))
+    return _load_fold(dataset, fold, features, validation=True, data_dir=data_dir, cache_dir=cache_dir,
+                      n_jobs=n_jobs, progress=progress)
 
 
-@dataclass
-class EarlyStoppingState:
-    """Early-stopping counter replayed from ``history.csv`` (see :func:`early_stopping_state`).
+def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, verbose=2, early_stopping=None,
+                  export=None):
+    """:func:`audioruns.fit.fit_resumable` keeping the epoch with the highest ``monitor`` as ``model.keras``.
 
-    Attributes:
-        best: highest value of the monitored metric so far (None before any finite value).
-        wait: epochs since the last improvement (the last row included).
-        stopped_epoch: 0-based epoch (``history["epoch"]``) at which ``wait`` reached the
-            patience, or None if it never did.
+    The selection of Section 4.4 (best validation accuracy, :data:`APNET_MONITOR`), with the
+    authors' early stopping (``early_stopping`` epochs without a strict improvement; their
+    ``considered_improvement: 0.0``). ``export(model)``, if given, is the model saved (its
+    input normalisation attached). Returns ``(history DataFrame, epochs run by this call)``.
     """
-
-    best: object
-    wait: int
-    stopped_epoch: object
-
-
-def _check_patience(patience):
-    if patience is None:
-        return None
-    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
-        raise ValueError(f"`early_stopping` must be a positive number of epochs or None (off); "
-                         f"received early_stopping={patience!r}")
-    return int(patience)
-
-
-def early_stopping_state(history, monitor, patience):
-    """Replay early stopping over the rows of ``history`` (a ``history.csv`` frame).
-
-    An epoch improves when its ``monitor`` value is finite and strictly above the best so far
-    (the authors' ``considered_improvement: 0.0``); any other epoch adds one to ``wait``.
-    Patience runs out at the first epoch where ``wait`` reaches ``patience``: training stops
-    after that epoch. Because the state is derived from the logged epochs only, it is the
-    same after an interruption and resume as in an uninterrupted run.
-
-    Parameters
-    ----------
-    history : pd.DataFrame
-        With an ``epoch`` column (0-based) and, usually, ``monitor``.
-    monitor : str
-        Column maximised (e.g. :data:`APNET_MONITOR`).
-    patience : int or None
-        Epochs without improvement before stopping; None: never stop.
-
-    Returns
-    -------
-    EarlyStoppingState
-    """
-    patience = _check_patience(patience)
-    best, wait = None, 0
-    if len(history) == 0:
-        return EarlyStoppingState(None, 0, None)
-    history = history.sort_values("epoch")
-    values = history[monitor] if monitor in history else pd.Series(np.nan, index=history.index)
-    for epoch, value in zip(history["epoch"], values):
-        value = float(value)
-        if math.isfinite(value) and (best is None or value > best):
-            best, wait = value, 0
-        else:
-            wait += 1
-        if patience is not None and wait >= patience:
-            return EarlyStoppingState(best, wait, int(epoch))
-    return EarlyStoppingState(best, wait, None)
-
-
-class ResumableEarlyStopping(keras.callbacks.Callback):
-    """Stop ``fit`` after ``patience`` epochs without a strict improvement of ``monitor`` (maximised).
-
-    Unlike :class:`keras.callbacks.EarlyStopping`, its counter starts from a given state
-    (:func:`early_stopping_state` of the epochs already logged), so a resumed run stops at
-    the same epoch as an uninterrupted one. It does not restore weights: the best epoch is
-    kept by :class:`audioruns.checkpoints.AtomicModelCheckpoint` in :func:`fit_resumable`.
-
-    Args:
-        monitor: str, a key of the epoch logs.
-        patience: int, epochs without improvement after which training stops.
-        best: float or None, best value of the epochs already run.
-        wait: int, epochs since that best value.
-    """
-
-    def __init__(self, monitor, patience, best=None, wait=0):
-        super().__init__()
-        self.monitor = monitor
-        self.patience = _check_patience(patience)
-        if self.patience is None:
-            raise ValueError("ResumableEarlyStopping needs a patience; leave the callback out to train every epoch")
-        self.best = best
-        self.wait = int(wait)
-        self.stopped_epoch = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        value = math.nan if value is None else float(value)
-        if math.isfinite(value) and (self.best is None or value > self.best):
-            self.best, self.wait = value, 0
-        else:
-            self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
-
-
-def _read_history(path):
-    """Rows of ``history.csv``; none when it is missing or empty (CSVLogger creates it before the first row)."""
-    try:
-        return pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return pd.DataFrame({"epoch": []})
-
-
-def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, verbose=2, early_stopping=None):
-    """``model.fit`` that selects the best weights, stops early and resumes after an interruption.
-
-    Writes into ``run_dir``:
-
-    * ``model.keras`` -- the model of the epoch with the highest ``monitor`` (Section 4.4),
-      replaced atomically (:class:`audioruns.checkpoints.AtomicModelCheckpoint`);
-    * ``backup/`` -- the last epoch's weights, optimizer state, dropout seed-generator states
-      and epoch number, committed atomically
-      (:class:`audioruns.checkpoints.AtomicBackupAndRestore`, kept after training);
-    * ``history.csv`` -- one row per epoch (losses, metrics, ``seconds``), appended to on
-      resume.
-
-    Calling it again on the same ``run_dir`` continues from the last completed epoch up to
-    ``epochs`` (nothing runs if they are all done): rows of ``history.csv`` from epochs the
-    backup does not hold are dropped first, and the best checkpoint is only replaced by a
-    better one than the best in the history. The resumed run is the run it resumes, bit for
-    bit, when ``train_data`` is a :class:`keras.utils.PyDataset` whose order depends on the
-    epoch only (``set_epoch``, as :class:`FeatureBatches`): ``fit`` gets ``shuffle=False`` and
-    :class:`audioruns.checkpoints.EpochOrder` sets the epoch, and the backup restores
-    weights, optimizer and seed generators. (Other ``train_data`` are passed with Keras'
-    default ``shuffle=True``; their resume is not reproducible.)
-
-    A NaN or infinite loss (any ``*loss`` of the logs, validation included) or weight stops
-    training at once (:class:`audioruns.checkpoints.DivergenceGuard`, the first callback):
-    nothing of the diverged epoch is saved (no backup, history row or checkpoint), so the
-    backup keeps the last finite epoch.
-
-    With ``early_stopping = p`` training stops after ``p`` consecutive epochs whose
-    ``monitor`` is not strictly above the best so far (the authors' ``early_stopping: 100``,
-    ``considered_improvement: 0.0``). The counter is replayed from ``history.csv``
-    (:func:`early_stopping_state`), so an interrupted run resumes with it, and a run that
-    already stopped early runs no further epoch, even when asked for more ``epochs``.
-
-    Parameters
-    ----------
-    early_stopping : int or None
-        Patience in epochs; None trains all ``epochs``.
-
-    Returns
-    -------
-    history : pd.DataFrame
-        All rows of ``history.csv``.
-    epochs_run : int
-        Epochs run by this call.
-
-    Raises
-    ------
-    audiodata.errors.TrainingDivergedError
-        A loss or weight became NaN/Inf (the message names ``run_dir``, epoch, batch and loss).
-    audiodata.errors.ModelFileError
-        The backup cannot be read (truncated or corrupt).
-    """
-    epochs = require(positive_int, epochs, "epochs")
-    patience = _check_patience(early_stopping)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    backup_dir = run_dir / "backup"
-    history_path = run_dir / "history.csv"
-    initial_epoch = completed_epochs(backup_dir)
-    history = _read_history(history_path)
-    if history_path.exists():
-        history = history[history["epoch"] < initial_epoch]
-        if len(history):
-            history.to_csv(history_path, index=False)
-        else:
-            history_path.unlink()
-    state = early_stopping_state(history, monitor, patience)
-    if state.stopped_epoch is not None:  # stopped early before: nothing more to run
-        return history.reset_index(drop=True), 0
-    callbacks = [DivergenceGuard(run_dir)]  # first: raises before anything saves a diverged epoch
-    if hasattr(train_data, "set_epoch"):
-        train_data.set_epoch(initial_epoch)
-        callbacks.append(EpochOrder(train_data))
-    callbacks += [
-        EpochTimer(),
-        AtomicModelCheckpoint(run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True,
-                              initial_value_threshold=state.best),
-    ]
-    if patience is not None:
-        callbacks.append(ResumableEarlyStopping(monitor, patience, best=state.best, wait=state.wait))
-    callbacks += [
-        keras.callbacks.CSVLogger(str(history_path), append=True),
-        AtomicBackupAndRestore(backup_dir, delete_checkpoint=False),
-    ]
-    # shuffle=False: a PyDataset orders its own batches by (seed, epoch); Keras' shuffle uses the global `random`.
-    shuffle = not isinstance(train_data, keras.utils.PyDataset)
-    model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose,
-              shuffle=shuffle)
-    final = _read_history(history_path)
-    return final, max(0, len(final) - len(history))
+    return _fit_resumable(model, train_data, run_dir, epochs, validation_data=validation_data, monitor=monitor,
+                          keep_best="model", early_stopping=early_stopping, verbose=verbose, export=export)
 
 
 def training_settings(model_name, config):
     """Batch size, normaliser, last-layer initialisation and early stopping of ``model_name``.
 
     The authors' configs (``experiments/<Dataset>/<Model>/config.json`` of their repository)
-    differ per model; a dataset config of ``experiments/apnet/configs`` holds them as:
+    differ per model; a dataset config of ``apnet/configs`` holds them as:
 
     * ``batch_size`` -- APNet's ``B`` (Table 2); ``baseline_batch_size[model]`` for a baseline
       (the authors': 128 for SB-CNN and Att-CRNN, 32 for the OpenL3 MLP), ``batch_size`` if
@@ -474,8 +213,6 @@ def training_settings(model_name, config):
 
 def make_scaler(normalizer):
     """An unfitted scaler for a :data:`NORMALIZERS` name: ``MinMaxScaler((-1, 1))`` or ``StandardScaler()``."""
-    from audiodata.features import MinMaxScaler, StandardScaler
-
     if normalizer == "minmax":
         return MinMaxScaler(feature_range=(-1.0, 1.0))
     if normalizer == "standard":
@@ -546,7 +283,7 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         ``seed``, ``features``, ``n_prototypes``, ``n_filters``, ``kernel_size``, ``alpha``,
         ``beta``, ``gamma``, ``batch_size``, ``learning_rate``, ``epochs`` and, optionally,
         ``baseline_batch_size``, ``normalizer``, ``init_last_layer``, ``early_stopping``,
-        ``baseline_features``, ``baseline_options`` (see ``experiments/apnet/configs``).
+        ``baseline_features``, ``baseline_options`` (see ``apnet/configs``).
     dataset : str
     fold : int
     run_dir : str or Path
@@ -577,8 +314,6 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         A bad setting: ``n_prototypes`` < 1 (APNet), ``seed`` outside ``[0, 2**32 - 1]``, or
         what :func:`training_settings` refuses.
     """
-    from audiodata.cli import seed as seed_type
-    from audiodata.errors import ParameterError
 
     if model_name == "openl3_mlp":
         raise ParameterError(
@@ -618,9 +353,10 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
         monitor = CLASSIFIER_MONITOR
     history, epochs_run = fit_resumable(model, batches("train", shuffle=True), batches("validation"), run_dir,
                                         int(config["epochs"]), monitor, verbose=verbose,
-                                        early_stopping=settings["early_stopping"])
+                                        early_stopping=settings["early_stopping"],
+                                        export=lambda trained: attach_scaler(trained, scaler))
 
-    best = load_model_file(run_dir / "model.keras")
+    best, _ = load_scaled_model(run_dir / "model.keras")  # the trained model, on scaled inputs
     probabilities = predict_classes(best, batches("test"))
     labels = data.targets["test"].argmax(axis=1)
     test_accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))

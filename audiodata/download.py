@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm.auto import tqdm
 
-from audiodata.errors import DownloadError, ParameterError
+from audiodata.errors import DatasetNotFoundError, DownloadError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -407,8 +407,7 @@ def ensure_dataset(name, data_dir=None, *, mirror=None, progress=True, log=None)
     DownloadError
         The download failed.
     """
-    from audiodata.datasets import get_dataset
-    from audiodata.errors import DatasetNotFoundError
+    from audiodata.datasets import get_dataset  # here: audiodata.datasets imports this module (download hints)
 
     log = log or (lambda line: None)
     download_name = DOWNLOAD_AS.get(name, name)

@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import librosa
 import numpy as np
 import soundfile as sf
 
@@ -285,7 +286,7 @@ def _read_block(handle, channels):
     position before and after every read, which fails ("Internal psf_fseek() failed") on a
     FLAC stream without a length once the first block is read.
     """
-    from soundfile import _error_check, _ffi, _snd
+    from soundfile import _error_check, _ffi, _snd  # private names: imported where the one function needs them
 
     out = np.empty((_BLOCK, channels), np.float32)
     n = _snd.sf_readf_float(handle._file, _ffi.cast("float *", out.__array_interface__["data"][0]), _BLOCK)
@@ -348,8 +349,6 @@ def resample(y, orig_sr, target_sr, res_type="soxr_hq"):
     ``res_type`` is one of :data:`RESAMPLERS`: ``'soxr_hq'`` (soxr, high quality) or
     ``'kaiser_best'`` (resampy, the resampler of librosa <= 0.9 and of the APNet authors' features).
     """
-    import librosa
-
     if orig_sr <= 0 or target_sr <= 0:
         raise ParameterError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
     if res_type not in RESAMPLERS:

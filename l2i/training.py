@@ -20,20 +20,23 @@ fidelity term: :func:`l2i.losses.nmf_reconstruction_loss` with ``reduction="mean
 sum of Eq. 3 is ``reduction="sum"``, ``F * T`` times our term).
 """
 import dataclasses
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from audioruns.checkpoints import (AtomicBackupAndRestore, DivergenceGuard, EpochOrder, EpochTimer, completed_epochs,
-                                   load_model_file, load_weights_file, save_model_atomic, write_text_atomic)
-from audiodata.cli import positive_int, require
+from audioruns.batches import EpochOrderedBatches
+from audioruns.checkpoints import load_model_file, save_model_atomic
+from audioruns.fit import best_checkpoint  # noqa: F401  (re-exported: l2i.training.best_checkpoint)
+from audioruns.fit import fit_resumable as _fit_resumable
+from audioruns.folds import Fold
+from audioruns.runs import run_directory as _run_directory
+from audioruns.runs import write_results
+from audioruns.folds import load_fold as _load_fold
 from l2i.classifier import KumarCNN
-from l2i.trainer import MODES, L2ITrainer
 from l2i.losses import masked_binary_crossentropy, nmf_reconstruction_loss
+from l2i.trainer import MODES, L2ITrainer
 
 __all__ = [
     "MODES",
@@ -57,31 +60,27 @@ __all__ = [
     "evaluate_interpreter",
 ]
 
-#: Datasets whose labels are multi-label (sigmoid outputs, BCE losses).
-MULTILABEL = {"esc50": False, "esc10": False, "sonyc_ust": True, "openmic": True}
-
 
 def run_directory(output, dataset, fold, seed):
-    """``<output>/l2i/<dataset>/fold<N>/seed<S>`` (created)."""
-    path = Path(output) / "l2i" / dataset / f"fold{int(fold)}" / f"seed{int(seed)}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``<output>/l2i/<dataset>/fold<N>/seed<S>`` (created; :func:`audioruns.runs.run_directory`)."""
+    return _run_directory(output, "l2i", dataset, fold, seed)
 
 
 # --------------------------------------------------------------------------- data
 
 
-@dataclass
-class FoldFeatures:
-    """One fold: memory-mapped log-mel and log-magnitude features, rows and targets per split."""
+class FoldFeatures(Fold):
+    """A :class:`audioruns.folds.Fold` whose input is the log-mel (``mel``) and NMF target the log-magnitude."""
 
-    mel: object
-    logmag: object
-    rows: dict
-    targets: dict
-    classes: tuple
-    multilabel: bool
-    dataset: str = None
+    @property
+    def mel(self):
+        """Log-mel features ``(n, T, n_mels)``, the input of f."""
+        return self.features
+
+    @property
+    def logmag(self):
+        """Log-magnitude features ``(n, T, F)``, the target of the NMF reconstruction."""
+        return self.others["logmag"]
 
 
 def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
@@ -91,83 +90,16 @@ def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=
     (Sec. IV-A1, 1600 training clips per ESC-50 fold). SONYC-UST and OpenMIC-2018:
     their official partition (``fold`` must be 1). Targets are one-hot or multi-hot
     float32, with NaN where ``label_mask`` says a label is not annotated (OpenMIC).
-
-    With ``progress`` (the command lines) the clips of each split are printed on one line of
-    stderr, preceded by a line starting with ``warning:`` when the folder holds less than half
-    the clips of the official release (:meth:`audiodata.datasets.AudioDataset.size_warning`),
-    and a progress bar is drawn while features are extracted; without it nothing is printed and
-    such a dataset gives a :class:`audiodata.datasets.SmallDatasetWarning`.
+    See :func:`audioruns.folds.load_fold` for the parameters (``progress``: split sizes and a
+    progress bar, for the command lines).
 
     Returns
     -------
     FoldFeatures
     """
-    from audiodata.datasets import FoldDataset, get_dataset, report_split
-    from audiodata.errors import DatasetNotFoundError
-    from audiodata.features import extract_features
-
-    ds = get_dataset(dataset, data_dir=data_dir)
-    parts = ds.split(fold, validation=False) if isinstance(ds, FoldDataset) else ds.split(fold)
-    report_split(ds, parts, fold, progress=progress)
-    for name in ("train", "test"):
-        if len(parts[name]) == 0:
-            raise DatasetNotFoundError(f"{dataset}: the {name} split of fold {fold} has no clips in {ds.root}")
-    mel = extract_features(ds, "mel", cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
-    logmag = extract_features(ds, "logmag", cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
-    rows, targets = {}, {}
-    for name, part in parts.items():
-        rows[name] = mel.rows(part["clip_id"])
-        if not np.array_equal(rows[name], logmag.rows(part["clip_id"])):
-            raise ValueError(f"{dataset}: the mel and logmag caches order the clips differently")
-        y = np.array(ds.targets(part), dtype=np.float32)
-        y[~np.asarray(ds.label_mask(part), dtype=bool)] = np.nan
-        targets[name] = y
-    multilabel = MULTILABEL.get(dataset, bool(getattr(ds, "multilabel", False)))
-    return FoldFeatures(mel, logmag, rows, targets, tuple(ds.classes), multilabel, dataset)
-
-
-class EpochOrderedBatches(keras.utils.PyDataset):
-    """Row-number batches whose order depends only on ``(seed, epoch)``.
-
-    Batch ``i`` holds positions ``order[i * batch_size:(i + 1) * batch_size]`` of ``rows``,
-    sorted by row number within the batch (sequential reads of a memory map). With
-    ``shuffle`` the order of epoch ``e`` is the permutation drawn from ``(seed, e)``, so a
-    resumed run sees the batches of an uninterrupted one when the epoch is set explicitly
-    and ``fit`` does not reorder the batches: :func:`fit_resumable` passes ``shuffle=False``
-    (Keras' shuffling of a PyDataset uses Python's global ``random``, which a resume does not
-    restore) and calls :meth:`set_epoch` at the start of each epoch
-    (:class:`audioruns.checkpoints.EpochOrder`). Under a plain ``fit``, :meth:`on_epoch_end`
-    advances the epoch (Keras calls it once before the first epoch too, so epoch ``e`` then
-    uses the order of ``e + 1``). Subclasses read the batch in :meth:`_batch`, given the
-    positions and their row numbers.
-    """
-
-    def __init__(self, rows, batch_size, shuffle=False, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.rows = np.asarray(rows)
-        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch):
-        """Use the order of ``epoch`` (0-based) from now on."""
-        self.epoch = epoch
-        n = len(self.rows)
-        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-
-    def __len__(self):
-        return -(-len(self.rows) // self.batch_size)
-
-    def __getitem__(self, index):
-        positions = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        positions = positions[np.argsort(self.rows[positions], kind="stable")]
-        return self._batch(positions, self.rows[positions])
-
-    def _batch(self, positions, rows):
-        raise NotImplementedError
-
-    def on_epoch_end(self):
-        if self.shuffle:
-            self.set_epoch(self.epoch + 1)
+    data = _load_fold(dataset, fold, "mel", others=("logmag",), validation=False, mask_unlabelled=True,
+                      data_dir=data_dir, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+    return FoldFeatures(**{item.name: getattr(data, item.name) for item in dataclasses.fields(data)})
 
 
 class L2IBatches(EpochOrderedBatches):
@@ -184,7 +116,7 @@ class L2IBatches(EpochOrderedBatches):
     Within a batch the rows are read in increasing order (faster on a memory map) and the
     targets follow them. With ``shuffle`` the order is a permutation drawn from
     ``(seed, epoch)`` so that a resumed run sees the same batches as an uninterrupted one
-    (see :class:`EpochOrderedBatches`).
+    (see :class:`audioruns.batches.EpochOrderedBatches`).
 
     Args:
         mel: log-mel feature array ``(n, T, n_mels)`` (e.g. a memory map), always read.
@@ -209,9 +141,6 @@ class L2IBatches(EpochOrderedBatches):
                  **kwargs):
         if targets not in ("l2i", "classifier", "none"):
             raise ValueError(f"`targets` must be 'l2i', 'classifier' or 'none'; received targets={targets!r}")
-        batch_size = require(positive_int, batch_size, "batch_size", strict=True)
-        if len(rows) == 0:
-            raise ValueError("L2IBatches got no rows")
         for name, array in (("labels", labels), ("teacher", teacher)):
             if array is not None and len(array) != len(rows):
                 raise ValueError(f"{name} ({len(array)}) and rows ({len(rows)}) differ in length")
@@ -238,151 +167,28 @@ class L2IBatches(EpochOrderedBatches):
 # --------------------------------------------------------------------------- fitting
 
 
-#: Files of the best validation checkpoint in a run folder: the weights and ``{"epoch", "value", "monitor"}``.
-BEST_WEIGHTS, BEST_JSON = "best.weights.h5", "best.json"
-
-
-def best_checkpoint(run_dir):
-    """``{"epoch", "value", "monitor"}`` of the checkpoint :func:`fit_resumable` kept in ``run_dir`` (None: none).
-
-    ``epoch`` is 0-based, as the ``epoch`` column of ``history.csv``.
-    """
-    path = Path(run_dir) / BEST_JSON
-    if not (path.is_file() and (Path(run_dir) / BEST_WEIGHTS).is_file()):
-        return None
-    return json.loads(path.read_text())
-
-
-def _history_best(rows, monitor):
-    """(best value, its 0-based epoch) of ``monitor`` in ``history.csv`` rows: the first maximum; (-inf, None)."""
-    best, best_epoch = -np.inf, None
-    for row in rows:
-        value = _number(row.get(monitor, "nan"))
-        if np.isfinite(value) and value > best:
-            best, best_epoch = value, int(row["epoch"])
-    return best, best_epoch
-
-
-class _BestWeights(keras.callbacks.Callback):
-    """Saves the weights of the epoch with the highest ``monitor`` (strictly above the best so far).
-
-    ``best.weights.h5`` then ``best.json`` are each replaced atomically
-    (:func:`audioruns.checkpoints.save_model_atomic`, :func:`~audioruns.checkpoints.write_text_atomic`).
-    Runs after the backup: an interruption between the backup of epoch ``e`` and the save of
-    its best weights (or between the two files) leaves ``history.csv`` naming ``e`` as best
-    while ``best.json`` names an earlier epoch; the backup then holds exactly ``e``'s
-    weights, which :meth:`on_train_begin` (after the restore) saves.
-    """
-
-    def __init__(self, run_dir, monitor, best, best_epoch, completed):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.monitor = monitor
-        self.best = float(best)
-        self.best_epoch = best_epoch
-        self.completed = int(completed)
-
-    def _save(self, epoch, value):
-        save_model_atomic(self.model, self.run_dir / BEST_WEIGHTS)
-        write_results(self.run_dir / BEST_JSON, {"epoch": int(epoch), "value": float(value), "monitor": self.monitor})
-        self.best, self.best_epoch = float(value), int(epoch)
-
-    def on_train_begin(self, logs=None):
-        stored = best_checkpoint(self.run_dir)
-        if self.best_epoch is None:
-            if stored is not None:  # from epochs the backup does not hold
-                for name in (BEST_WEIGHTS, BEST_JSON):
-                    (self.run_dir / name).unlink(missing_ok=True)
-        elif stored is None or int(stored["epoch"]) != self.best_epoch:
-            if self.best_epoch != self.completed - 1:
-                raise RuntimeError(f"{self.run_dir}: history.csv names epoch {self.best_epoch} as the best "
-                                   f"({self.monitor}) but {BEST_JSON} holds {stored}; remove the run folder "
-                                   "to train again")
-            self._save(self.best_epoch, self.best)  # the weights BackupAndRestore just restored
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        value = float("nan") if value is None else float(value)
-        if np.isfinite(value) and value > self.best:
-            self._save(epoch, value)
-
-
 def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None):
-    """``model.fit`` for ``epochs`` epochs that resumes from the last completed epoch.
-
-    Keeps ``run_dir/backup`` (weights, optimizer state, seed-generator states of the
-    dropout / sampling layers, epoch; committed atomically at the end of each epoch by
-    :class:`audioruns.checkpoints.AtomicBackupAndRestore`) and appends one row per epoch to
-    ``run_dir/history.csv`` (losses and ``seconds``). A second call on the same folder
-    continues where the first stopped; with all epochs done it only restores the weights.
-    The resumed run ends with the weights and losses of an uninterrupted one, bit for bit,
-    when ``train_data`` is a :class:`keras.utils.PyDataset` ordered by ``(seed, epoch)``
-    (``set_epoch``, as :class:`L2IBatches`): ``fit`` gets ``shuffle=False`` and
-    :class:`audioruns.checkpoints.EpochOrder` sets the epoch.
-
-    A NaN or infinite loss (every ``*loss`` entry of the logs) or weight stops training
-    with :class:`audiodata.errors.TrainingDivergedError` naming ``run_dir``, the epoch, the
-    batch and the loss (:class:`audioruns.checkpoints.DivergenceGuard`, the first
-    callback): nothing of that epoch is saved, the backup keeps the last finite epoch.
+    """:func:`audioruns.fit.fit_resumable` for L2I: the last epoch, or the best of a validation callback.
 
     With ``validation``, a callback that adds ``validation.monitor`` to each epoch's logs
-    (:class:`ValidationFidelity`), the weights of the epoch with the highest value (the
-    first one on ties; NaN never counts) are kept in ``run_dir/best.weights.h5`` and
-    ``best.json`` (:func:`best_checkpoint`) and ``model`` ends with them (with none, the
-    last epoch's). The best so far is read back from ``history.csv`` on resume, so only a
-    better epoch replaces it (as ``ModelCheckpoint(initial_value_threshold=...)`` does in
-    :func:`apnet.training.fit_resumable`).
+    (:class:`ValidationFidelity`), the weights of the epoch with the highest value (the first
+    one on ties; NaN never counts) are kept in ``run_dir/best.weights.h5`` and ``best.json``
+    (:func:`best_checkpoint`) and ``model`` ends with them (with none, the last epoch's).
+    Everything else (``backup/``, ``history.csv``, bit-identical resume, divergence) is
+    :func:`audioruns.fit.fit_resumable`'s.
 
     Returns
     -------
     history : list of dict
-        The rows of ``history.csv``.
+        The rows of ``history.csv``, every value a float.
     epochs_run : int
         Epochs run by this call.
     """
-    epochs = require(positive_int, epochs, "epochs")
-    import csv
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    backup_dir = run_dir / "backup"
-    history_path = run_dir / "history.csv"
-    initial_epoch = completed_epochs(backup_dir)
-    if history_path.exists():
-        with open(history_path, newline="") as handle:
-            kept = [row for row in csv.DictReader(handle) if int(row["epoch"]) < initial_epoch]
-        if kept:
-            with open(history_path, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(kept[0]))
-                writer.writeheader()
-                writer.writerows(kept)
-        else:
-            history_path.unlink()
-    callbacks = [DivergenceGuard(run_dir)]  # first: raises before anything saves a diverged epoch
-    if hasattr(train_data, "set_epoch"):
-        train_data.set_epoch(initial_epoch)
-        callbacks.append(EpochOrder(train_data))
-    callbacks += [EpochTimer()] + ([validation] if validation is not None else []) + [
-        keras.callbacks.CSVLogger(str(history_path), append=True),
-        AtomicBackupAndRestore(backup_dir, delete_checkpoint=False),
-    ]
-    if validation is not None:
-        kept = []
-        if history_path.exists():
-            with open(history_path, newline="") as handle:
-                kept = list(csv.DictReader(handle))
-        best, best_epoch = _history_best(kept, validation.monitor)
-        callbacks.append(_BestWeights(run_dir, validation.monitor, best, best_epoch, initial_epoch))
-    # shuffle=False: a PyDataset orders its own batches by (seed, epoch); Keras' shuffle uses the global `random`.
-    shuffle = not isinstance(train_data, keras.utils.PyDataset)
-    model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=shuffle)
-    if validation is not None and best_checkpoint(run_dir) is not None:
-        load_weights_file(model, run_dir / BEST_WEIGHTS, kind="best checkpoint")
-    history = []
-    if history_path.exists():
-        with open(history_path, newline="") as handle:
-            history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-    return history, max(0, epochs - initial_epoch)
+    options = {} if validation is None else {"callbacks": [validation], "monitor": validation.monitor,
+                                             "keep_best": "weights"}
+    history, epochs_run = _fit_resumable(model, train_data, run_dir, epochs, verbose=verbose, **options)
+    rows = [{key: float(value) for key, value in row.items()} for row in history.to_dict("records")]
+    return rows, epochs_run
 
 
 # --------------------------------------------------------------------------- validation split
@@ -531,13 +337,6 @@ def interpreter_scores(interpreter_probs, classifier_probs, multilabel, ks=(1, 5
 
 
 # --------------------------------------------------------------------------- one fold end to end
-
-
-def _number(text):
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
 
 
 def _seconds(history):
@@ -794,27 +593,20 @@ def _fresh_classifier(config, data, classifier_path=None):
 
 
 def load_config(dataset, path=None):
-    """The YAML config of ``dataset`` (``experiments/l2i/configs/<dataset>.yaml``; ESC-10 uses esc50's).
+    """The YAML config of ``dataset``: the one shipped in ``l2i/configs/<dataset>.yaml`` (ESC-10 uses esc50's).
 
     Parameters
     ----------
     dataset : str
     path : str or Path, optional
-        Explicit config file (overrides the default location).
+        Explicit config file (overrides the shipped one; ``--config`` of the scripts).
     """
     import yaml
 
-    if path is None:
-        root = Path(__file__).resolve().parents[1] / "experiments" / "l2i" / "configs"
-        name = "esc50" if dataset == "esc10" else dataset
-        path = root / f"{name}.yaml"
-    path = Path(path)
+    from l2i.runs import config_path
+
+    path = config_path(dataset) if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     with open(path) as handle:
         return yaml.safe_load(handle)
-
-
-def write_results(path, results):
-    """Write ``results`` as indented JSON, atomically (temporary file, fsync, then rename)."""
-    write_text_atomic(path, json.dumps(results, indent=2, sort_keys=True, default=float))

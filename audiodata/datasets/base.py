@@ -107,7 +107,7 @@ class AudioDataset:
             f"{self.download_hint()}")
 
     def download_hint(self):
-        from ..download import download_instructions
+        from ..download import download_instructions  # here: audiodata.download imports audiodata.datasets
 
         return download_instructions(self.name)
 

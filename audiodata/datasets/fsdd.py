@@ -4,6 +4,7 @@ import warnings
 
 import pandas as pd
 
+from ..errors import DatasetNotFoundError
 from .base import FoldDataset, MissingAudioWarning
 
 _NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)$")
@@ -39,7 +40,6 @@ class FSDD(FoldDataset):
             warnings.warn(f"fsdd: {len(odd)} files do not match {{digit}}_{{speaker}}_{{index}} and are skipped "
                           f"(first: {odd[0]})", MissingAudioWarning, stacklevel=3)
         if not rows:
-            from ..errors import DatasetNotFoundError
             raise DatasetNotFoundError(f"fsdd: no recordings in {self.root / 'recordings'}. {self.download_hint()}")
         clips = pd.DataFrame(rows)
         self.speakers = sorted(clips["speaker"].unique())

@@ -1,4 +1,5 @@
 """Medley-solos-DB (Lostanlen & Cella, 2016): 21,571 3-s solo clips of 8 instruments."""
+from ..errors import DatasetNotFoundError
 from .base import SubsetDataset
 
 CLASSES = ("clarinet", "distorted electric guitar", "female singer", "flute", "piano", "tenor saxophone",
@@ -30,7 +31,6 @@ class MedleySolosDB(SubsetDataset):
         meta = meta.rename(columns={"song_id": "track_id"})
         unknown = set(meta["subset"]) - set(_SUBSETS)
         if unknown:
-            from ..errors import DatasetNotFoundError
             raise DatasetNotFoundError(f"medley_solos_db: {self.root / self.marker} has unknown subsets "
                                        f"{sorted(unknown)}; expected {sorted(_SUBSETS)}")
         meta["clip_id"] = ("Medley-solos-DB_" + meta["subset"] + "-" + meta["instrument_id"].astype(str)

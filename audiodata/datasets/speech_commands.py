@@ -45,7 +45,7 @@ class SpeechCommands(SubsetDataset):
         super().__init__(data_dir, strict=strict)
 
     def download_hint(self):
-        from ..download import download_instructions
+        from ..download import download_instructions  # here: audiodata.download imports audiodata.datasets
 
         return download_instructions("speech_commands_v1" if self.version == 1 else "speech_commands")
 

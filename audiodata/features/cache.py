@@ -80,8 +80,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from ..errors import FeatureCacheError, ParameterError
+from .extract import feature_shape
 
 #: Bump when the on-disk format or the feature code changes what is stored.
 #: 2: per-row checksums (rows.crc32.npy), LOCK/LAST_USED, optional content identity.
@@ -679,8 +683,6 @@ def cached_features(dataset_name, feature_name, params, clips, compute, cache_di
     FeatureCacheError
         An entry that cannot be repaired (names the file).
     """
-    from .extract import feature_shape
-
     if len(clips) == 0:
         raise ParameterError(f"{dataset_name}: no clips to extract features from")
     if clips["clip_id"].duplicated().any():
@@ -752,7 +754,6 @@ def cached_features(dataset_name, feature_name, params, clips, compute, cache_di
 def _serial(compute, paths, params):
     """Compute in this process with one BLAS thread, as joblib's workers do (small matrix products
     are several times slower when OpenBLAS splits them over threads)."""
-    from threadpoolctl import threadpool_limits
 
     for path in paths:
         with threadpool_limits(1):
@@ -803,8 +804,6 @@ class _DieWithParent:
 
 
 def _fill(partial, table, params, compute, n_jobs, progress):
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
 
     todo = np.flatnonzero(~partial.done)
     if len(todo) == 0:

@@ -3,6 +3,7 @@
 All arrays are laid out time first, ``(T, F)``, the APNet convention; L2I's
 ``X in R^{F x T}`` is the transpose.
 """
+import librosa
 import numpy as np
 
 from ..errors import ParameterError
@@ -11,8 +12,6 @@ _LOG_MODES = ("db", "log", "log1p")
 
 
 def _stft(y, n_fft, hop_length, win_length=None, window="hann", center=True):
-    import librosa
-
     if y.ndim != 1:
         raise ParameterError(f"expected a mono signal of shape (n,), got shape {y.shape}")
     return librosa.stft(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
@@ -49,8 +48,6 @@ def log_mel_spectrogram(y, sr, n_fft, hop_length, n_mels, win_length=None, windo
     -------
     S : np.ndarray [shape=(T, n_mels)], float32
     """
-    import librosa
-
     if log not in _LOG_MODES:
         raise ParameterError(f"log must be one of {_LOG_MODES}, got {log!r}")
     spec = np.abs(_stft(y, n_fft, hop_length, win_length, window, center)) ** power
@@ -102,8 +99,6 @@ def logmag_to_audio(X, phase, hop_length=512, n_fft=1024, win_length=None, windo
     -------
     y : np.ndarray [shape=(n,)], float32
     """
-    import librosa
-
     X = np.asarray(X)
     if X.shape != np.shape(phase):
         raise ParameterError(f"magnitude {X.shape} and phase {np.shape(phase)} must have the same shape")
@@ -128,8 +123,6 @@ def mel_to_audio(S, sr, n_fft, hop_length, win_length=None, window="hann", cente
     -------
     y : np.ndarray [shape=(n,)], float32
     """
-    import librosa
-
     S = np.asarray(S, dtype=np.float32).T
     if log == "db":
         mel = librosa.db_to_power(S)

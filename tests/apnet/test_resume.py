@@ -82,6 +82,7 @@ def test_resumed_baseline_with_dropout_is_the_uninterrupted_run(small_fsdd, tmp_
 RUN_SCRIPT = r"""
 import json, os, signal, sys
 import apnet.training as T
+import audioruns.fit
 from tests.apnet.test_resume import CONFIG, subsample
 
 data_dir, cache_dir, run_dir, epochs, crash = sys.argv[1:6]
@@ -95,7 +96,7 @@ if crash == "1":
         def on_train_batch_end(self, batch, logs=None):
             if self.epoch == 1 and batch == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
-    T.EpochTimer = Crash
+    audioruns.fit.EpochTimer = Crash
 results = T.train_fold({**CONFIG, "epochs": int(epochs)}, "fsdd", 1, run_dir, verbose=0)
 print(json.dumps(results))
 """
@@ -215,7 +216,7 @@ def test_nan_loss_in_the_first_epoch_then_resume(small_fsdd, fsdd_scaler, tmp_pa
 
 def test_train_cli_exits_nonzero_on_a_nan_loss(fsdd_fold, shared_data, feature_cache, tmp_path):
     """``train.py`` with a learning rate that blows the weights up: exit 2, ``error: ...``, no results.json."""
-    config = yaml.safe_load((REPO / "experiments" / "apnet" / "configs" / "fsdd.yaml").read_text())
+    config = yaml.safe_load((REPO / "apnet" / "configs" / "fsdd.yaml").read_text())
     config.update(n_prototypes=10, n_filters=8, learning_rate=1e30)
     path = tmp_path / "fsdd_nan.yaml"
     path.write_text(yaml.safe_dump(config))
