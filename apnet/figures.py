@@ -17,11 +17,18 @@ Spectrograms are ``(T, F)`` arrays and are drawn with time to the right and freq
 :func:`load_run_data`, :func:`one_per_class`, :func:`pick_instance` and :func:`prototype_audio`
 are the glue the notebooks share.
 """
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
+from apnet.inspection import APNetRun, load_run
+from apnet.training import load_fold
 from audiodata.cli import positive_int, require
+from audiodata.datasets import get_dataset
+from audiodata.features import load_feature_params, mel_to_audio
+from audiodata.features.extract import n_samples
 
 #: Colour map of the spectrograms and of the weight/distance matrices.
 SPECTROGRAM_CMAP = "magma"
@@ -29,8 +36,6 @@ MATRIX_CMAP = "viridis"
 
 
 def _figure(figsize):
-    from matplotlib.figure import Figure
-
     return Figure(figsize=figsize, layout="constrained")
 
 
@@ -363,16 +368,31 @@ def prototype_audio(mel, scaler, feature_params, peak=0.9):
     y : np.ndarray [shape=(n,)], float32
     sr : int
     """
-    from audiodata.features import mel_to_audio
-
     S = scaler.inverse_transform(np.asarray(mel)) if scaler is not None else np.asarray(mel)
-    from audiodata.features.extract import n_samples
-
     sr = int(feature_params["sr"])
     length = n_samples(feature_params) if feature_params.get("duration") or feature_params.get("n_samples") else None
     y = mel_to_audio(S, **{**feature_params, "length": length})
     top = float(np.max(np.abs(y))) if y.size else 0.0
     return (y * (peak / top) if top > 0 else y).astype(np.float32), sr
+
+
+@dataclass(kw_only=True)
+class RunData(APNetRun):
+    """An :class:`apnet.inspection.APNetRun` with its fold's data, as :func:`load_run_data` returns it.
+
+    Attributes
+    ----------
+    data : apnet.training.FoldData
+    feature_params : dict
+    class_names : tuple of str
+    """
+
+    data: object = None
+    feature_params: dict = field(default_factory=dict)
+    class_names: tuple = ()
+
+    #: ``run["data"]`` and the keys of :class:`~apnet.inspection.APNetRun`: kept for one release for old notebooks.
+    _OLD_KEYS = APNetRun._OLD_KEYS + ("data", "feature_params", "class_names")
 
 
 def load_run_data(results, data_dir=None, cache_dir=None):
@@ -387,19 +407,16 @@ def load_run_data(results, data_dir=None, cache_dir=None):
 
     Returns
     -------
-    dict with the keys of :func:`apnet.inspection.load_run` (``model``, ``config``, ``scaler``,
-    ``dataset``, ``fold``, ``run_dir``) plus ``data`` (:class:`apnet.training.FoldData`),
-    ``feature_params`` (dict) and ``class_names`` (tuple of str).
+    RunData
+        The attributes of :func:`apnet.inspection.load_run`'s :class:`~apnet.inspection.APNetRun`
+        (``model``, ``config``, ``scaler``, ``dataset``, ``fold``, ``results``, ``run_dir``) plus
+        ``data`` (:class:`apnet.training.FoldData`), ``feature_params`` (dict) and ``class_names``
+        (tuple of str).
     """
-    from audiodata.datasets import get_dataset
-    from audiodata.features import load_feature_params
-
-    from apnet.inspection import load_run
-    from apnet.training import load_fold
-
     path = Path(results)
     run = load_run(path if path.suffix == ".keras" else path / "model.keras")
-    features = run["config"]["features"]
-    data = load_fold(run["dataset"], run["fold"], features, data_dir=data_dir, cache_dir=cache_dir)
-    params = load_feature_params(get_dataset(run["dataset"], data_dir=data_dir).config_name, features)
-    return {**run, "data": data, "feature_params": params, "class_names": tuple(str(c) for c in data.classes)}
+    features = run.config["features"]
+    data = load_fold(run.dataset, run.fold, features, data_dir=data_dir, cache_dir=cache_dir)
+    params = load_feature_params(get_dataset(run.dataset, data_dir=data_dir).config_name, features)
+    return RunData(**{f.name: getattr(run, f.name) for f in fields(run)}, data=data, feature_params=params,
+                   class_names=tuple(str(c) for c in data.classes))

@@ -13,7 +13,8 @@ way:
   plain mean (Figure 8);
 * :func:`prototype_distance_matrix` -- Eq. 11 (Figure 9, and the prototype refinement);
 * :func:`class_order` -- prototypes sorted by class, as the figures show them;
-* :func:`load_run` -- model, config, scaler, dataset and fold of a training run folder.
+* :func:`load_run` -- a training run folder as an :class:`APNetRun` (model, config, scaler,
+  dataset, fold, results).
 
 Inputs ``x`` are min-max scaled spectrograms ``(N, T, F)``, or unscaled ones with the
 training run's ``scaler`` (then they are scaled batch by batch, so a memory-mapped
@@ -21,14 +22,22 @@ training run's ``scaler`` (then they are scaled batch by batch, so a memory-mapp
 """
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
+import yaml
+from matplotlib.figure import Figure
 
 from audiodata.cli import positive_int, require
-from audioruns.preprocessing import ScaledModel
+from audiodata.errors import ParameterError
+from audiodata.features import mel_to_audio
+from audiodata.features.extract import n_samples
+from audiodata.io import write_audio
+from audioruns.preprocessing import ScaledModel, load_scaled_model
+from audioruns.runs import Run, locate, read_results
 
 #: Layers every inspected model must have (the names :class:`apnet.APNet` gives them).
 REQUIRED_LAYERS = ("latent", "pool1", "pool2", "prototypes", "similarity", "weighted_sum", "dense",
@@ -206,8 +215,6 @@ def _safe(name):
 
 def plot_mel(path, S, title=None, label="dB"):
     """Save a ``(T, F)`` spectrogram as a PNG (frequency upwards; matplotlib, no pyplot state)."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(4.0, 3.0), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(np.asarray(S).T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
@@ -254,17 +261,12 @@ def write_prototypes(folder, decoded, feature_params, scaler=None, class_names=N
     pd.DataFrame
         The summary table.
     """
-    from audiodata.features import mel_to_audio
-    from audiodata.io import write_audio
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if feature_params.get("type", "mel") != "mel":
         raise ValueError(f"prototypes can only be turned into audio from mel features; received type="
                          f"{feature_params.get('type')!r}")
     name_of = (lambda k: str(class_names[k])) if class_names is not None else str
-    from audiodata.features.extract import n_samples
-
     sr = int(feature_params["sr"])
     length = n_samples(feature_params) if feature_params.get("duration") or feature_params.get("n_samples") else None
     rows = []
@@ -366,56 +368,78 @@ def class_order(classes):
 
 
 # ----------------------------------------------------------------------------- training runs
+@dataclass(kw_only=True)
+class APNetRun(Run):
+    """A training run folder of ``experiments/apnet/train.py`` (or ``refine.py``), loaded by :func:`load_run`.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The trained model on scaled inputs (loaded, compiled).
+    config : dict
+        Its ``config.yaml``.
+    scaler : audiodata.features.MinMaxScaler or StandardScaler
+        The scaler fitted on the training split.
+    path, dataset, fold, results, run_dir
+        Inherited from :class:`audioruns.runs.Run` (``run_dir`` is ``path``).
+    """
+
+    model: object = None
+    config: dict = field(default_factory=dict)
+    scaler: object = None
+
+    #: Keys of the dict :func:`load_run` returned before it returned an :class:`APNetRun`.
+    _OLD_KEYS = ("model", "config", "scaler", "dataset", "fold", "run_dir")
+
+    def __getitem__(self, key):
+        """``run["model"]`` as ``run.model``: kept for one release for old notebooks (the dict of old ``load_run``)."""
+        if key not in self._OLD_KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
 def load_run(model_path):
     """Read the training run folder that holds ``model_path`` (written by ``experiments/apnet/train.py``).
 
     The folder holds ``model.keras``, ``config.yaml`` (seed, features, loss weights, batch
     size, ...), ``scaler.json`` (the scaler fitted on the training split) and
     ``results.json`` (``dataset`` and ``fold``). When ``results.json`` lacks them they are
-    read from the path, ``<output>/<model>/<dataset>/fold<N>/seed<S>/``. Both layouts of the
+    read from the path, ``<output>/<model>/<dataset>/fold<N>/seed<S>/`` (or a ``refine_<method>/``
+    folder below it; :func:`audioruns.runs.locate`). Both layouts of the
     model file are read (:func:`audioruns.preprocessing.load_scaled_model`): a ``model.keras``
     holding its scaler (written since the scaler went into the model file; ``scaler.json`` is
     then not needed), or the bare model of an older folder with ``scaler.json`` beside it.
 
     Returns
     -------
-    dict with ``model`` (loaded, compiled: the trained model on scaled inputs), ``config``
-    (dict), ``scaler`` (:class:`audiodata.features.MinMaxScaler` for APNet, or the
-    ``StandardScaler`` of a baseline), ``dataset`` (str), ``fold`` (int) and ``run_dir`` (Path).
+    APNetRun
+        ``model`` (loaded, compiled: the trained model on scaled inputs), ``config`` (dict),
+        ``scaler`` (:class:`audiodata.features.MinMaxScaler` for APNet, or the
+        ``StandardScaler`` of a baseline), ``dataset`` (str), ``fold`` (int), ``results``
+        (``results.json``) and ``run_dir`` / ``path`` (Path).
 
     Raises
     ------
     audiodata.errors.ParameterError
-        A missing file, or no dataset/fold to be found; the message names the path.
-    audiodata.errors.ModelFileError
+        A missing file, no dataset/fold to be found, or a ``results.json`` that is not JSON;
+        the message names the path.
+    audioruns.errors.ModelFileError
         ``model_path`` is truncated or corrupt, or an older model file without ``scaler.json``.
     """
-    import yaml
-    from audiodata.errors import ParameterError
-
-    from audioruns.preprocessing import load_scaled_model
-
     model_path = Path(model_path)
     run_dir = model_path.parent
     for path in (model_path, run_dir / "config.yaml"):
         if not path.is_file():
             raise ParameterError(f"{path} does not exist (expected a training run folder of "
                                  "experiments/apnet/train.py)")
-    results_path = run_dir / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results = read_results(run_dir)
     dataset, fold = results.get("dataset"), results.get("fold")
     if dataset is None or fold is None:
-        match = re.fullmatch(r"fold(\d+)", run_dir.parent.name)
-        if match is None:
+        location = locate(run_dir)
+        if location is None:
             raise ParameterError(f"{run_dir}: no dataset/fold in results.json and the path is not "
                                  "<output>/<model>/<dataset>/fold<N>/seed<S>/")
-        dataset, fold = run_dir.parent.parent.name, int(match.group(1))
+        dataset, fold = location["dataset"], location["fold"]
     model, scaler = load_scaled_model(model_path)
-    return {
-        "model": model,
-        "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
-        "scaler": scaler,
-        "dataset": str(dataset),
-        "fold": int(fold),
-        "run_dir": run_dir,
-    }
+    return APNetRun(path=run_dir, dataset=str(dataset), fold=int(fold), results=results, model=model,
+                    config=yaml.safe_load((run_dir / "config.yaml").read_text()), scaler=scaler)

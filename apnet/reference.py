@@ -32,9 +32,21 @@ import json
 import pickle
 from pathlib import Path
 
+import h5py
 import numpy as np
+import yaml
 
+try:  # NumPy >= 2 moved numpy.core to numpy._core
+    from numpy._core import multiarray
+except ImportError:  # pragma: no cover - NumPy 1.x
+    from numpy.core import multiarray
+
+from apnet.baselines import att_crnn, sb_cnn
+from apnet.model import APNet
+from audiodata.datasets import medley_solos_db, speech_commands, urbansound8k
 from audiodata.errors import ParameterError
+from audiodata.features import MinMaxScaler, StandardScaler, feature_shape, load_feature_params
+from audioruns.preprocessing import attach_scaler
 
 #: The authors' dataset names (keys of ``config.json``'s ``datasets``) -> ours.
 DATASETS = {"UrbanSound8k": "urbansound8k", "GoogleSpeechCommands": "speech_commands",
@@ -90,10 +102,6 @@ def _numpy_global(module, name):
         return np.ndarray
     if name == "dtype":
         return np.dtype
-    try:  # NumPy >= 2 moved numpy.core to numpy._core
-        from numpy._core import multiarray
-    except ImportError:  # pragma: no cover - NumPy 1.x
-        from numpy.core import multiarray
     return getattr(multiarray, name)
 
 
@@ -145,8 +153,6 @@ def load_reference_scaler(path):
     per-band ``StandardScaler``) becomes :class:`audiodata.features.StandardScaler` with its
     ``mean_`` and ``scale_``.
     """
-    from audiodata.features import MinMaxScaler, StandardScaler
-
     obj = restricted_load(path)
     normalizer = getattr(obj, "normalizer", None)
     state = getattr(obj, "scaler", None)
@@ -238,8 +244,6 @@ def read_keras2_weights(path):
     Keys are the top-level layer names of the file; a nested model's entry lists the variables of
     all its layers, named ``<inner layer>/<variable>:0``. Order is the file's ``weight_names``.
     """
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"{path} does not exist")
@@ -293,8 +297,6 @@ def _kind(layers):
 
 
 def _build_apnet(arch, weights, path):
-    from apnet import APNet
-
     layers = arch["layers"]
     convs = [layer for layer in _by_class(layers, "Conv2D") if layer["parent"] is not None]
     deconvs = _by_class(layers, "Conv2DTranspose")
@@ -326,8 +328,6 @@ def _build_apnet(arch, weights, path):
 
 
 def _build_sb_cnn(arch, weights, path):
-    from apnet.baselines import sb_cnn
-
     layers = arch["layers"]
     convs, bns, denses = (_by_class(layers, c) for c in ("Conv2D", "BatchNormalization", "Dense"))
     pools, drops = _by_class(layers, "MaxPooling2D"), _by_class(layers, "Dropout")
@@ -352,8 +352,6 @@ _RECURRENT_ACTIVATIONS = {"hard_sigmoid": "hard_sigmoid_keras2", "sigmoid": "sig
 
 
 def _build_att_crnn(arch, weights, path):
-    from apnet.baselines import att_crnn
-
     layers = arch["layers"]
     convs, bns, bis, denses = (_by_class(layers, c) for c in ("Conv2D", "BatchNormalization", "Bidirectional",
                                                                "Dense"))
@@ -456,10 +454,6 @@ def import_reference(source, output, overwrite=False):
         fit the architecture, or features we do not compute as the authors did (each message
         names the file or layer).
     """
-    import yaml
-
-    from audiodata.features import feature_shape, load_feature_params
-
     source, output = Path(source), Path(output)
     if not source.is_dir():
         raise ParameterError(f"{source} is not a folder (expected the authors' fold or test folder)")
@@ -530,8 +524,6 @@ def import_reference(source, output, overwrite=False):
         buffer = io.BytesIO()
         np.savez(buffer, **ref)
         _write_atomic(output / "reference_predictions.npz", buffer.getvalue())
-    from audioruns.preprocessing import attach_scaler
-
     tmp = output / "model.tmp.keras"
     attach_scaler(model, scaler).save(tmp)  # self-contained: log-mel in, the authors' outputs out
     tmp.replace(output / "model.keras")
@@ -542,8 +534,6 @@ def import_reference(source, output, overwrite=False):
 def _class_names(dataset):
     """Class names of ``dataset`` in label order, without a data folder (the loaders' constants;
     the authors' ``label_list`` orders are the same: classID, alphabetical words, instrument_id)."""
-    from audiodata.datasets import medley_solos_db, speech_commands, urbansound8k
-
     if dataset == "speech_commands":
         return speech_commands.WORDS_V2
     if dataset == "urbansound8k":

@@ -67,7 +67,9 @@ import keras
 import numpy as np
 
 from apnet.inspection import _batches, _check_model, encoder_model, prototype_weights
+from apnet.training import APNET_MONITOR, compile_for_run, fit_resumable, fold_batches
 from audiodata.cli import positive_int, require
+from audioruns.preprocessing import attach_scaler
 
 #: The two rule sets: the authors' code (which produced Table 4) and Section 5.2 read literally.
 RULES = ("authors", "paper")
@@ -671,7 +673,7 @@ def redundant_channels(matrix, n_channels=8, rules="paper"):
 def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
     """Train a refined model further with the run's settings (Section 5.2: 20 more epochs).
 
-    Compiles with :func:`apnet.training.compile_apnet` (``alpha``, ``beta``, ``gamma``,
+    Compiles with :func:`apnet.training.compile_for_run` (``alpha``, ``beta``, ``gamma``,
     ``learning_rate`` of ``config``) and fits on the training split with
     :func:`apnet.training.fit_resumable`, which keeps the epoch with the best validation
     accuracy in ``run_dir/model.keras`` (Section 4.4) and resumes an interrupted run. The file
@@ -694,16 +696,11 @@ def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
     history : pd.DataFrame
     epochs_run : int
     """
-    from apnet.training import APNET_MONITOR, FeatureBatches, compile_apnet, fit_resumable
-    from audioruns.preprocessing import attach_scaler
-
     epochs = require(positive_int, epochs, "epochs", strict=True)
-    seed, batch_size = int(config["seed"]), int(config["batch_size"])
+    seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
-    compile_apnet(model, config["alpha"], config["beta"], config["gamma"], float(config["learning_rate"]))
-    train = FeatureBatches(data.features, data.rows["train"], data.targets["train"], batch_size, scaler=scaler,
-                           shuffle=True, seed=seed)
-    validation = FeatureBatches(data.features, data.rows["validation"], data.targets["validation"], batch_size,
-                                scaler=scaler)
-    return fit_resumable(model, train, validation, run_dir, epochs, APNET_MONITOR, verbose=verbose,
-                         export=None if scaler is None else (lambda trained: attach_scaler(trained, scaler)))
+    compile_for_run(model, config)
+    batches = fold_batches(data, int(config["batch_size"]), scaler=scaler, seed=seed, splits=("train", "validation"))
+    export = None if scaler is None else (lambda trained: attach_scaler(trained, scaler))
+    return fit_resumable(model, batches["train"], batches["validation"], run_dir, epochs, APNET_MONITOR,
+                         verbose=verbose, export=export)

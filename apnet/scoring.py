@@ -4,8 +4,16 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import yaml
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 
+from apnet.training import feature_set  # importing it registers the layers of apnet and apnet.baselines
+from audiodata.datasets import FoldDataset, get_dataset
 from audiodata.errors import DatasetNotFoundError, ParameterError
+from audiodata.features import cached_features, compute_features, load_feature_params
+from audioruns.metrics import accuracy
+from audioruns.preprocessing import load_scaled_model
 
 SPLITS = ("train", "validation", "test")
 
@@ -19,8 +27,6 @@ def run_classes(run_dir, dataset_classes):
 
 def split_clips(ds, fold, split):
     """The clips of ``split`` of fold ``fold`` (validation = next fold for cross-validated datasets)."""
-    from audiodata.datasets import FoldDataset
-
     if split not in SPLITS:
         raise ParameterError(f"split must be one of {SPLITS}, got {split!r}")
     parts = ds.split(fold, validation=True) if isinstance(ds, FoldDataset) else ds.split(fold)
@@ -32,11 +38,6 @@ def split_clips(ds, fold, split):
 
 def compute_split_features(paths, params, n_jobs=1, progress=True):
     """Features of each file of ``paths`` (``audiodata.features.compute_features``), stacked, with a progress bar."""
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
-    from audiodata.features import compute_features
-
     paths = list(paths)
     bar = tqdm(total=len(paths), desc="features", unit="clip", disable=not progress)
     rows = []
@@ -82,17 +83,6 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
         A missing file of the run or dataset, an empty split, or a dataset class the model
         does not know (the message names it).
     """
-    from importlib import import_module
-
-    import yaml
-
-    for package in ("apnet", "apnet.baselines"):  # register the layers (and the scaler) of any model a run holds
-        import_module(package)
-    from apnet.training import feature_set
-    from audioruns.preprocessing import load_scaled_model
-    from audiodata.datasets import get_dataset
-    from audiodata.features import cached_features, compute_features, load_feature_params
-
     run_dir = Path(run_dir)
     for name in ("model.keras", "config.yaml"):
         if not (run_dir / name).is_file():
@@ -134,7 +124,7 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
         raise ParameterError(f"{run_dir}: the model takes {expected} but feature set {features!r} of "
                              f"{ds.config_name} gives {tuple(x.shape[1:])}")
     probabilities = model.predict(scaler.transform(x), batch_size=batch_size, verbose=0)
-    correct = int(np.sum(probabilities.argmax(axis=1) == labels))
+    correct = accuracy(probabilities, labels, normalize=False)
     out = {"accuracy": correct / len(labels), "n_clips": int(len(labels)), "n_correct": correct, "model": model_name,
            "dataset": dataset, "fold": fold, "split": split, "features": features}
     if return_predictions:

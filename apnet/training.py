@@ -6,7 +6,7 @@
 * :func:`load_fold` -- a dataset split into train/validation/test rows of its cached features;
 * :func:`fit_resumable` -- ``fit`` that keeps the weights with the best validation accuracy,
   logs ``history.csv``, stops early after ``early_stopping`` epochs without improvement,
-  stops with :class:`audiodata.errors.TrainingDivergedError` when a loss becomes NaN/Inf, and
+  stops with :class:`audioruns.errors.TrainingDivergedError` when a loss becomes NaN/Inf, and
   resumes an interrupted run from its last epoch (early-stopping counter, batch order and
   dropout masks included: the resumed run is bit-identical to an uninterrupted one);
 * :func:`training_settings` -- batch size, normaliser, last-layer initialisation and
@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from apnet.baselines import build_baseline
 from apnet.initializers import PrototypeClassKernel
 from apnet.losses import PrototypeLoss
 from apnet.model import APNet
@@ -32,6 +33,7 @@ from audioruns.fit import EarlyStoppingState, ResumableEarlyStopping, early_stop
 from audioruns.fit import _check_patience
 from audioruns.folds import Fold
 from audioruns.folds import load_fold as _load_fold
+from audioruns.metrics import accuracy
 from audioruns.fit import fit_resumable as _fit_resumable
 from audioruns.preprocessing import attach_scaler, load_scaled_model  # registers the saved model's scaler
 from audiodata.features.normalization import load_scaler  # noqa: F401  (re-exported: runs' scaler.json)
@@ -130,6 +132,57 @@ class FeatureBatches(EpochOrderedBatches):
         if self.targets == "classifier":
             return x, y
         return x, {"probabilities": y, "reconstruction": x, "prototypes": np.zeros(len(x), np.float32)}
+
+
+#: The splits of a fold, in the order :func:`fold_batches` builds them.
+SPLITS = ("train", "validation", "test")
+
+
+def fold_batches(data, batch_size, *, scaler=None, targets="apnet", seed=0, splits=SPLITS):
+    """The :class:`FeatureBatches` of a fold's splits, as a run trains and tests on them.
+
+    The ``"train"`` split is reshuffled every epoch in the order drawn from ``(seed, epoch)``;
+    the other splits keep their row order.
+
+    Parameters
+    ----------
+    data : audioruns.folds.Fold
+        The fold (:func:`load_fold`).
+    batch_size : int
+    scaler : fitted scaler, optional
+        The run's input scaler (``transform``), applied to every batch; None: features as cached.
+    targets : {"apnet", "classifier"}
+        APNet's three targets or the one-hot targets only (:class:`FeatureBatches`).
+    seed : int
+        Seed of the training split's order (the run's ``seed``).
+    splits : sequence of str
+        The splits to build (keys of ``data.rows``); each must hold rows.
+
+    Returns
+    -------
+    dict
+        Split name -> :class:`FeatureBatches`, in the order of ``splits``.
+    """
+    return {split: FeatureBatches(data.features, data.rows[split], data.targets[split], batch_size, scaler=scaler,
+                                  targets=targets, shuffle=split == "train", seed=seed)
+            for split in splits}
+
+
+def compile_for_run(model, config):
+    """Compile an APNet with the loss weights and learning rate of a run's config (:func:`compile_apnet`).
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+    config : dict
+        The run's config: ``alpha``, ``beta``, ``gamma`` (Eq. 10, Table 2) and ``learning_rate``.
+
+    Returns
+    -------
+    model : keras.Model
+        The same model, compiled.
+    """
+    return compile_apnet(model, config["alpha"], config["beta"], config["gamma"], float(config["learning_rate"]))
 
 
 #: A fold of features (:class:`audioruns.folds.Fold`: ``features``, ``rows``, ``targets``, ``classes``).
@@ -240,8 +293,6 @@ def build_model(model_name, input_shape, n_classes, config):
                      dense_kernel_initializer=dense)
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {list(MODELS)}")
-    from apnet.baselines import build_baseline  # written separately; imported only when asked for
-
     options = dict((config.get("baseline_options") or {}).get(model_name) or {})
     return build_baseline(model_name, input_shape, n_classes, **options)
 
@@ -275,7 +326,7 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
     :func:`fit_resumable`, stopping early if ``early_stopping`` says so; reload the best
     ``model.keras`` and compute the test accuracy. An interrupted run resumes where it
     stopped and ends with the same weights as an uninterrupted one; a NaN/Inf loss raises
-    :class:`audiodata.errors.TrainingDivergedError` (nothing of that epoch is saved).
+    :class:`audioruns.errors.TrainingDivergedError` (nothing of that epoch is saved).
 
     Parameters
     ----------
@@ -336,30 +387,25 @@ def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None
     scaler = make_scaler(settings["normalizer"]).fit(data.features, rows=data.rows["train"])
     scaler.save(run_dir / "scaler.json")
 
-    targets = "apnet" if model_name == "apnet" else "classifier"
-    batch_size = settings["batch_size"]
-
-    def batches(split, shuffle=False):
-        return FeatureBatches(data.features, data.rows[split], data.targets[split], batch_size, scaler=scaler,
-                              targets=targets, shuffle=shuffle, seed=seed)
-
+    batches = fold_batches(data, settings["batch_size"], scaler=scaler,
+                           targets="apnet" if model_name == "apnet" else "classifier", seed=seed)
     model = build_model(model_name, data.input_shape, len(data.classes), config)
     if model_name == "apnet":
-        compile_apnet(model, config["alpha"], config["beta"], config["gamma"], float(config["learning_rate"]))
+        compile_for_run(model, config)
         monitor = APNET_MONITOR
     else:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(config["learning_rate"])),
                       loss="categorical_crossentropy", metrics=["accuracy"])
         monitor = CLASSIFIER_MONITOR
-    history, epochs_run = fit_resumable(model, batches("train", shuffle=True), batches("validation"), run_dir,
+    history, epochs_run = fit_resumable(model, batches["train"], batches["validation"], run_dir,
                                         int(config["epochs"]), monitor, verbose=verbose,
                                         early_stopping=settings["early_stopping"],
                                         export=lambda trained: attach_scaler(trained, scaler))
 
     best, _ = load_scaled_model(run_dir / "model.keras")  # the trained model, on scaled inputs
-    probabilities = predict_classes(best, batches("test"))
+    probabilities = predict_classes(best, batches["test"])
     labels = data.targets["test"].argmax(axis=1)
-    test_accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    test_accuracy = accuracy(probabilities, labels)
     seconds = float(history["seconds"].sum()) if "seconds" in history else 0.0
     best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None
     stopped = early_stopping_state(history, monitor, settings["early_stopping"]).stopped_epoch

@@ -3,19 +3,27 @@
 Bad parameters are :class:`audiodata.errors.ParameterError` (HTTP 400), as everywhere in the
 package; these add the cases a web request can also hit. :func:`existing_index` checks an
 index from a request (a prototype, a component) and refuses it with :class:`NotFound`.
+
+All derive from :class:`AppError` (with :class:`audioapp.saving.StorageLimit`, HTTP 507), an
+:class:`audiodata.errors.AudioDataError`: an error the server does not map to its own status is
+a 400, as before.
 """
 from audiodata.errors import AudioDataError
 
 
-class NotFound(AudioDataError, LookupError):
+class AppError(AudioDataError):
+    """Base class of the web application's own errors (each subclass has its HTTP status)."""
+
+
+class NotFound(AppError, LookupError):
     """An unknown clip, prototype, version or upload (HTTP 404). The message names it."""
 
 
-class Conflict(AudioDataError, RuntimeError):
+class Conflict(AppError, RuntimeError):
     """The request cannot run now: a retrain is running, nothing to undo... (HTTP 409)."""
 
 
-class PayloadTooLarge(AudioDataError, ValueError):
+class PayloadTooLarge(AppError, ValueError):
     """An upload over the size cap (HTTP 413)."""
 
 

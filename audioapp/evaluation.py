@@ -1,7 +1,8 @@
 """Test-fold evaluation of a model version: accuracy and confusion matrix (the train page's table)."""
 import numpy as np
 
-from apnet.training import FeatureBatches, predict_classes
+from apnet.training import fold_batches, predict_classes
+from audioruns.metrics import accuracy
 
 
 def confusion_matrix(labels, predicted, n_classes):
@@ -27,8 +28,9 @@ def evaluate_model(model, data, batch_size, scaler, n_classes):
     -------
     dict with ``accuracy``, ``confusion`` (nested lists) and ``n_test``.
     """
-    batches = FeatureBatches(data.features, data.rows["test"], data.targets["test"], batch_size, scaler=scaler)
-    predicted = predict_classes(model, batches).argmax(axis=1)
+    batches = fold_batches(data, batch_size, scaler=scaler, splits=("test",))
+    probabilities = predict_classes(model, batches["test"])
+    predicted = probabilities.argmax(axis=1)
     labels = data.targets["test"].argmax(axis=1)
-    return {"accuracy": float(np.mean(predicted == labels)),
+    return {"accuracy": accuracy(probabilities, labels),
             "confusion": confusion_matrix(labels, predicted, n_classes).tolist(), "n_test": int(len(labels))}

@@ -64,7 +64,7 @@ class L2IExplorer:
 
     def __init__(self, model_dir, cache_dir, fold=None, data_dir=None, dataset=None, max_duration=None):
         self.run = load_run(model_dir, dataset=dataset)
-        self.fold = int(fold if fold is not None else self.run.info.get("fold", 1))
+        self.fold = int(fold if fold is not None else (self.run.fold if self.run.fold is not None else 1))
         clips, labels, classes = test_split(self.run.dataset, self.fold, data_dir)
         if tuple(classes) != tuple(self.run.classes):
             raise ParameterError(f"the classes of {self.run.path} differ from those of {self.run.dataset}")
@@ -89,7 +89,7 @@ class L2IExplorer:
         run = self.run
         return {"model": str(run.path), "dataset": run.dataset, "fold": self.fold, "classes": list(run.classes),
                 "n_components": run.n_components, "sr": run.sr, "duration": run.duration,
-                "multilabel": run.multilabel, "mode": run.info.get("mode"), "theta": run.info.get("theta"),
+                "multilabel": run.multilabel, "mode": run.results.get("mode"), "theta": run.results.get("theta"),
                 "max_duration": self.max_duration}
 
     def clips(self):

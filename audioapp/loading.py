@@ -38,7 +38,7 @@ class FeatureRows:
 
 
 def open_run(model_path, dataset=None, fold=None):
-    """The run of ``model_path`` (:func:`apnet.inspection.load_run`'s dict), checked.
+    """The run of ``model_path`` (:func:`apnet.inspection.load_run`'s :class:`~apnet.inspection.APNetRun`), checked.
 
     Parameters
     ----------
@@ -55,7 +55,7 @@ def open_run(model_path, dataset=None, fold=None):
     if Path(model_path).suffix != ".keras":
         raise ParameterError(f"--model {model_path}: expected a .keras file of a training run folder")
     run = load_run(model_path)
-    for name, given, found in (("dataset", dataset, run["dataset"]), ("fold", fold, run["fold"])):
+    for name, given, found in (("dataset", dataset, run.dataset), ("fold", fold, run.fold)):
         if given is not None and str(given) != str(found):
             raise ParameterError(f"--{name} {given}: the model {model_path} was trained on {name} {found} "
                                  f"(its scaler belongs to that split); pass --{name} {found} or leave it out")

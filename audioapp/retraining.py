@@ -1,13 +1,13 @@
 """Retraining a model version from the train page, with progress, cancellation and best-epoch selection.
 
 :func:`fit_version` trains a copy of a version with the run's settings
-(:func:`apnet.training.compile_apnet` with ``alpha``, ``beta``, ``gamma``,
+(:func:`apnet.training.compile_for_run`: ``alpha``, ``beta``, ``gamma``,
 ``learning_rate``; ``batch_size``; ``seed``) on the fold's training split, keeping the epoch
 of best validation accuracy (Section 4.4) in memory (:class:`audioruns.fit.KeepBestInMemory`): nothing is
 written. :class:`_Progress` reports every batch and epoch to the page (through
 :class:`~audioapp.background_job.BackgroundJob`) and stops the fit at once when the job is
 cancelled. A NaN/Inf loss or weight stops it with
-:class:`audioruns.checkpoints.TrainingDivergedError` (:class:`~audioruns.checkpoints.DivergenceGuard`).
+:class:`audioruns.errors.TrainingDivergedError` (:class:`~audioruns.checkpoints.DivergenceGuard`).
 """
 import time
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from apnet.training import APNET_MONITOR, FeatureBatches, compile_apnet
+from apnet.training import APNET_MONITOR, compile_for_run, fold_batches
 from audioruns.checkpoints import DivergenceGuard, EpochOrder
 from audioruns.fit import KeepBestInMemory
 from audiodata.cli import int_range, require
@@ -112,18 +112,14 @@ def fit_version(model, config, data, batch_size, scaler, epochs, report, cancell
 
     Raises
     ------
-    audioruns.checkpoints.TrainingDivergedError
+    audioruns.errors.TrainingDivergedError
         A NaN/Inf loss or weight.
     """
     seed = int(config["seed"])
-
-    def batches(split, shuffle=False):
-        return FeatureBatches(data.features, data.rows[split], data.targets[split], batch_size, scaler=scaler,
-                              shuffle=shuffle, seed=seed)
-
     keras.utils.set_random_seed(seed)
-    compile_apnet(model, config["alpha"], config["beta"], config["gamma"], float(config["learning_rate"]))
-    train, validation = batches("train", shuffle=True), batches("validation")
+    compile_for_run(model, config)
+    batches = fold_batches(data, batch_size, scaler=scaler, seed=seed, splits=("train", "validation"))
+    train, validation = batches["train"], batches["validation"]
     progress, best = _Progress(report, cancelled, epochs, len(train)), KeepBestInMemory(APNET_MONITOR)
     report(phase="training", epochs=epochs, steps=len(train), epoch=0, batch=0, progress=0.0)
     try:

@@ -6,8 +6,12 @@
   under a temporary name (:func:`audioruns.checkpoints.save_model_atomic`: complete and
   flushed to disk) and then hard-linked to its final name (:func:`publish`), which fails
   rather than replace a file that appeared meanwhile;
-* loadable like a run: outside the run folder, the run's ``config.yaml`` and ``scaler.json``
-  (and a ``results.json`` naming the dataset and fold) are copied beside it unless present;
+* self-contained, like the ``model.keras`` of a training run (``docs/run_folders.md``): the file
+  holds the version with the run's scaler in front (:func:`audioruns.preprocessing.attach_scaler`),
+  so ``import apnet; keras.models.load_model(path)`` predicts from unscaled log-mels, and
+  :func:`audioruns.preprocessing.load_scaled_model` reads back the version and its scaler;
+* loadable like a run: outside the run folder, the run's ``config.yaml`` is copied beside it and
+  its scaler written as ``scaler.json`` (and a ``results.json`` naming the dataset and fold), unless present;
 * bounded, so that a loop of saves cannot fill the disk: a version already saved to that
   folder (its file still there) is not written again, at most ``max_saves`` files are
   written per session (:data:`MAX_SAVES` by default), and none when the disk has less than
@@ -22,9 +26,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiodata.features.normalization import load_scaler
 from audioruns.checkpoints import save_model_atomic
-from audiodata.errors import AudioDataError, ParameterError
+from audioruns.preprocessing import attach_scaler, load_scaled_model
+from audiodata.errors import ParameterError
 
+from audioapp.errors import AppError
 from audioapp.files import shown_path
 from audioapp.versions import n_prototypes
 
@@ -35,7 +42,7 @@ MAX_SAVES = 50
 MIN_FREE_BYTES = 512 * 2**20
 
 
-class StorageLimit(AudioDataError, OSError):
+class StorageLimit(AppError, OSError):
     """A save refused because of the session's save cap or the free disk space (HTTP 507)."""
 
 
@@ -48,15 +55,25 @@ class RunSource:
     model_path : Path
         The loaded ``.keras`` file.
     run_dir : Path
-        Its run folder (``config.yaml``, ``scaler.json``).
+        Its run folder (``config.yaml``).
     dataset : str
     fold : int
+    scaler : fitted scaler, optional
+        The run's input scaler (``MinMaxScaler`` or ``StandardScaler``); None: read from
+        ``model_path`` (:func:`audioruns.preprocessing.load_scaled_model`, either layout).
     """
 
     model_path: Path
     run_dir: Path
     dataset: str
     fold: int
+    scaler: object = None
+
+    def input_scaler(self):
+        """The run's scaler: :attr:`scaler`, else the one of the loaded model file."""
+        if self.scaler is not None:
+            return self.scaler
+        return load_scaled_model(self.model_path, compile=False)[1]
 
 
 def save_version(versions, folder, source, saved, max_saves):
@@ -104,7 +121,8 @@ def save_version(versions, folder, source, saved, max_saves):
     if free < MIN_FREE_BYTES:
         raise StorageLimit(f"only {free / 2**20:.0f} MB free on the disk of {folder}; saving needs at least "
                            f"{MIN_FREE_BYTES / 2**20:.0f} MB free; nothing was written")
-    _prepare_folder(folder, source)
+    scaler = source.input_scaler()
+    _prepare_folder(folder, source, scaler)
     summary = {
         "source_model": str(source.model_path),
         "dataset": source.dataset,
@@ -117,7 +135,7 @@ def save_version(versions, folder, source, saved, max_saves):
         "test_accuracy_original": versions.loaded.cache.get("evaluation", {}).get("accuracy"),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    target = _write_model(v.model, folder, source.model_path)
+    target = _write_model(attach_scaler(v.model, scaler), folder, source.model_path)
     sidecar = target.with_suffix(".json")
     _write_new(sidecar, json.dumps({**summary, "model": target.name}, indent=2) + "\n")
     record = {"path": str(target), "summary": str(sidecar), "bytes": target.stat().st_size}
@@ -159,21 +177,40 @@ def _result(version, record, already_saved, folder, saved, max_saves):
             "session_bytes": _session_bytes(saved), "disk_free_bytes": shutil.disk_usage(folder).free}
 
 
-def _prepare_folder(folder, source):
-    """Copy the run's ``config.yaml``, ``scaler.json`` (and write a ``results.json``) into ``folder`` unless present."""
+def _prepare_folder(folder, source, scaler):
+    """Copy the run's ``config.yaml``, write ``scaler`` as ``scaler.json`` (and a ``results.json``) unless present."""
     if folder == source.run_dir:
         return
-    for name in ("config.yaml", "scaler.json"):
-        original, target = source.run_dir / name, folder / name
-        if not target.exists():
-            shutil.copyfile(original, target)
-        elif target.read_bytes() != original.read_bytes():
-            raise ParameterError(f"{target} belongs to another run (it differs from {original}); choose another "
-                                 "output folder")
+    original, target = source.run_dir / "config.yaml", folder / "config.yaml"
+    if not target.exists():
+        shutil.copyfile(original, target)
+    elif target.read_bytes() != original.read_bytes():
+        raise ParameterError(f"{target} belongs to another run (it differs from {original}); choose another "
+                             "output folder")
+    target = folder / "scaler.json"
+    if not target.exists():
+        scaler.save(target)
+    elif not _same_scaler(target, scaler):
+        raise ParameterError(f"{target} belongs to another run (it differs from the scaler of {source.model_path}); "
+                             "choose another output folder")
     results = folder / "results.json"
     if not results.exists():
         _write_new(results, json.dumps({"dataset": source.dataset, "fold": source.fold,
                                         "source_model": str(source.model_path)}, indent=2) + "\n")
+
+
+def _scaler_state(scaler):
+    """Class and config of ``scaler`` as ``scaler.json`` stores them (float32 statistics), for comparing."""
+    stored = type(scaler).from_config(json.loads(json.dumps(scaler.get_config())))
+    return type(scaler).__name__, json.dumps(stored.get_config(), sort_keys=True)
+
+
+def _same_scaler(path, scaler):
+    """Whether the ``scaler.json`` at ``path`` holds ``scaler`` (False when it cannot be read)."""
+    try:
+        return _scaler_state(load_scaler(path)) == _scaler_state(scaler)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _same_file(a, b):

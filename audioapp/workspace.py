@@ -79,9 +79,9 @@ class Workspace:
         self.model_path = Path(os.path.abspath(model_path))
         log(f"loading {self.model_path}")
         run = open_run(self.model_path, dataset, fold)
-        self.run_dir = run["run_dir"]
-        self.config, self.scaler = run["config"], run["scaler"]
-        self.dataset_name, self.fold = run["dataset"], int(run["fold"])
+        self.run_dir = run.run_dir
+        self.config, self.scaler = run.config, run.scaler
+        self.dataset_name, self.fold = run.dataset, int(run.fold)
         self.output_dir = Path(os.path.abspath(output_dir)) if output_dir else self.run_dir
         self.batch_size = int(self.config.get("batch_size", 64))
         features = self.config["features"]
@@ -98,7 +98,7 @@ class Workspace:
         self._train = FeatureRows(self.data.features, train_rows)
         clip_ids = self.data.features.clips["clip_id"].astype(str).to_numpy()
         self._train_position = {str(clip_ids[r]): i for i, r in enumerate(train_rows)}
-        self._versions = VersionStack(run["model"], f"loaded {self.model_path.name}")
+        self._versions = VersionStack(run.model, f"loaded {self.model_path.name}")
         self.lock = threading.RLock()
         self.busy = None
         log(f"encoding {len(self.map_ids)} training instances")
@@ -352,8 +352,9 @@ class Workspace:
         """Save the current version as ``model_edited_<n>.keras`` (+ ``.json``) in the output folder.
 
         See :func:`audioapp.saving.save_version`: never over an existing file (the loaded model
-        included); outside the run folder the run's ``config.yaml`` and ``scaler.json`` are
-        copied beside it, so it loads like a run (``python -m audioapp --model
+        included); the file holds the model with its input scaler in front
+        (:func:`audioruns.preprocessing.attach_scaler`), and outside the run folder the run's
+        ``config.yaml`` (copied) and ``scaler.json`` (written) go beside it, so it loads like a run (``python -m audioapp --model
         <folder>/model_edited_<n>.keras``); a version already saved to that folder is not
         written again (``already_saved``); at most :attr:`max_saves` files per session, none
         when the disk has less than :data:`MIN_FREE_BYTES` free.
@@ -371,6 +372,6 @@ class Workspace:
             :attr:`max_saves` files already written, or too little free disk space (HTTP 507).
         """
         folder = Path(os.path.abspath(output_dir)) if output_dir else self.output_dir
-        source = RunSource(self.model_path, self.run_dir, self.dataset_name, self.fold)
+        source = RunSource(self.model_path, self.run_dir, self.dataset_name, self.fold, self.scaler)
         with self.lock:
             return save_version(self._versions, folder, source, self._saved, self.max_saves)

@@ -11,14 +11,14 @@ The training loops of both papers (:func:`apnet.training.fit_resumable`,
   :func:`save_model_atomic`, optionally a model derived from the training one (``export``);
 * :func:`load_model_file`, :func:`load_weights_file` -- ``keras.models.load_model`` /
   ``model.load_weights`` that report a missing, truncated or corrupt file as
-  :class:`audiodata.errors.ModelFileError` naming it (Keras says
+  :class:`audioruns.errors.ModelFileError` naming it (Keras says
   ``ValueError: File not found: ...model.keras`` for a file that exists but is truncated);
 * :class:`AtomicBackupAndRestore` -- :class:`keras.callbacks.BackupAndRestore` whose backup
   is committed atomically (Keras' writes the weights in place, then the metadata in place:
   a kill during either breaks the resume or resumes from weights of the wrong epoch) and
   which also saves the states of the model's :class:`keras.random.SeedGenerator` s (dropout,
   Gumbel sampling), which ``save_weights`` leaves out;
-* :class:`DivergenceGuard` -- stops training with :class:`audiodata.errors.TrainingDivergedError`
+* :class:`DivergenceGuard` -- stops training with :class:`audioruns.errors.TrainingDivergedError`
   as soon as a logged loss (training or validation) or a weight is NaN or infinite, before
   any later callback saves that epoch;
 * :class:`EpochOrder` -- sets the epoch of a dataset with ``set_epoch`` at the start of each
@@ -44,7 +44,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiodata.errors import ModelFileError, TrainingDivergedError
+from audioruns.errors import ModelFileError, TrainingDivergedError
 
 __all__ = [
     "save_model_atomic",
@@ -243,7 +243,7 @@ def load_model_file(path, **kwargs):
 
     Raises
     ------
-    audiodata.errors.ModelFileError
+    audioruns.errors.ModelFileError
         ``"model file PATH not found"``; ``"corrupt or truncated model file PATH (why)"`` when
         the archive is incomplete (:func:`model_file_problem`); ``"cannot load model file PATH
         (error)"`` when Keras fails to read an intact file (e.g. a layer class that is not
@@ -257,7 +257,7 @@ def load_model_file(path, **kwargs):
 
 
 def load_weights_file(model, path, kind="weights file"):
-    """``model.load_weights(path)`` with :class:`~audiodata.errors.ModelFileError` for a missing or damaged file."""
+    """``model.load_weights(path)`` with :class:`~audioruns.errors.ModelFileError` for a missing or damaged file."""
     path = _check_readable(path, kind)
     try:
         model.load_weights(path)
@@ -306,7 +306,7 @@ def set_seed_generator_states(model, states, source="the backup"):
 def read_backup(backup_dir):
     """The committed metadata of a backup folder (dict with ``epoch``), or None when there is none.
 
-    Raises :class:`~audiodata.errors.ModelFileError` when the metadata cannot be read.
+    Raises :class:`~audioruns.errors.ModelFileError` when the metadata cannot be read.
     """
     path = Path(backup_dir) / BACKUP_METADATA
     if not path.is_file():
@@ -335,7 +335,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     :func:`seed_generator_states`, then removes the older weights files. At the start of
     ``fit`` it restores the weights, the optimizer, the seed generators and the epoch of the
     last commit. An interrupted save leaves the previous commit usable; a damaged backup
-    raises :class:`~audiodata.errors.ModelFileError` naming the file.
+    raises :class:`~audioruns.errors.ModelFileError` naming the file.
 
     Args:
         backup_dir: folder of the backup (created).
@@ -388,7 +388,7 @@ def _value(value):
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Raise :class:`~audiodata.errors.TrainingDivergedError` when a loss or a weight is NaN or infinite.
+    """Raise :class:`~audioruns.errors.TrainingDivergedError` when a loss or a weight is NaN or infinite.
 
     Checks every ``*loss`` entry of the logs after each training batch and at the end of
     each epoch (validation losses included), and the trainable weights at the end of each

@@ -349,7 +349,7 @@ def fit_resumable(model, train_data, run_dir, epochs, *, validation_data=None, m
     with Keras' default ``shuffle=True``; their resume is not reproducible.)
 
     A NaN or infinite loss (every ``*loss`` entry of the logs, validation included) or weight
-    stops training at once with :class:`audiodata.errors.TrainingDivergedError`
+    stops training at once with :class:`audioruns.errors.TrainingDivergedError`
     (:class:`audioruns.checkpoints.DivergenceGuard`, the first callback): nothing of the
     diverged epoch is saved, the backup keeps the last finite epoch.
 
@@ -393,9 +393,9 @@ def fit_resumable(model, train_data, run_dir, epochs, *, validation_data=None, m
 
     Raises
     ------
-    audiodata.errors.TrainingDivergedError
+    audioruns.errors.TrainingDivergedError
         A loss or weight became NaN/Inf (the message names ``run_dir``, epoch, batch and loss).
-    audiodata.errors.ModelFileError
+    audioruns.errors.ModelFileError
         The backup cannot be read (truncated or corrupt).
     ValueError
         ``epochs`` < 1, an unknown ``keep_best``, or ``keep_best``/``early_stopping`` without ``monitor``.

@@ -369,11 +369,11 @@ def load_scaled_model(path, scaler_file=SCALER_FILE, require_scaler=True, **kwar
 
     Raises
     ------
-    audiodata.errors.ModelFileError
+    audioruns.errors.ModelFileError
         ``path`` is missing, truncated or cannot be loaded; or it holds no scaler and
         ``scaler_file`` is missing beside it (the message names both files).
     """
-    from audiodata.errors import ModelFileError
+    from audioruns.errors import ModelFileError
     from audiodata.features.normalization import load_scaler
     from audioruns.checkpoints import load_model_file
 

@@ -4,7 +4,8 @@
   or its mean per time-frequency bin (``reduction="mean"``, the scale of Tables VI-VII, used by
   training and evaluation);
 * :func:`masked_binary_crossentropy` -- binary cross-entropy over the annotated labels only
-  (OpenMIC-2018), the multi-label classification and fidelity loss;
+  (OpenMIC-2018), the multi-label classification and fidelity loss
+  (:func:`audioruns.metrics.masked_binary_crossentropy`, saved in model files under this name);
 * :func:`crossentropy` -- ``L_FID`` / the classification loss: Eq. 1 (multi-class) or Eq. 2
   (multi-label, :func:`masked_binary_crossentropy`), batch mean.
 
@@ -13,6 +14,8 @@ a scalar tensor (``float(...)`` for a number).
 """
 import keras
 from keras import ops
+
+from audioruns.metrics import masked_binary_crossentropy as _masked_binary_crossentropy
 
 __all__ = ["crossentropy", "masked_binary_crossentropy", "nmf_reconstruction_loss"]
 
@@ -77,7 +80,9 @@ def masked_binary_crossentropy(y_true, y_pred):
     targets of :func:`l2i.training.load_fold` hold NaN elsewhere, and those entries
     count for nothing. Fully annotated targets give the ordinary mean binary
     cross-entropy (Eq. 2: mean over classes and examples). Probabilities are
-    clipped to ``[1e-7, 1 - 1e-7]`` (Keras' epsilon).
+    clipped to ``[1e-7, 1 - 1e-7]`` (Keras' epsilon). The run layer's
+    :func:`audioruns.metrics.masked_binary_crossentropy`, registered here as
+    ``l2i>masked_binary_crossentropy`` so that saved models keep loading.
 
     Parameters
     ----------
@@ -98,12 +103,7 @@ def masked_binary_crossentropy(y_true, y_pred):
     >>> round(float(masked_binary_crossentropy(y, p)), 4)
     0.6931
     """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
-    mask = ops.cast(ops.logical_not(ops.isnan(y_true)), y_pred.dtype)
-    y_clean = ops.where(mask > 0, y_true, ops.zeros_like(y_true))
-    bce = ops.binary_crossentropy(y_clean, y_pred)
-    return ops.sum(bce * mask) / ops.maximum(ops.sum(mask), 1.0)
+    return _masked_binary_crossentropy(y_true, y_pred)
 
 
 def crossentropy(target, prediction, multilabel):

@@ -53,9 +53,10 @@ References
 import warnings
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve
+from sklearn.metrics import precision_recall_curve
 
 from audiodata.errors import ParameterError
+from audioruns.metrics import _as_matrix, _check_binary, _kept_classes, accuracy, average_precision, top_k_agreement
 
 from .interpretation import (_check_components, _check_spectrogram, _check_stft, relevant_components,
                              removal_audio)
@@ -100,28 +101,6 @@ _TARGET_THRESHOLDS = {"sonyc_ust": SONYC_UST_TARGET_THRESHOLDS}
 
 
 # --------------------------------------------------------------------------- helpers
-def _as_matrix(a, name, n_rows=None, n_cols=None):
-    a = np.asarray(a)
-    if a.ndim != 2:
-        raise ParameterError(f"{name} must have shape (N, n_classes), got {a.shape}")
-    if (n_rows is not None and a.shape[0] != n_rows) or (n_cols is not None and a.shape[1] != n_cols):
-        raise ParameterError(f"{name} must have shape {(n_rows, n_cols)}, got {a.shape}")
-    return a
-
-
-def _kept_classes(n_classes, ignore):
-    ignore = np.asarray(list(ignore) if ignore is not None else [], dtype=int)
-    if ignore.size and (ignore.min() < 0 or ignore.max() >= n_classes):
-        raise ParameterError(f"ignore holds class indices outside [0, {n_classes}): {ignore.tolist()}")
-    return np.setdiff1d(np.arange(n_classes), ignore)
-
-
-def _check_binary(y, name):
-    if not np.all(np.isin(y, (0, 1))):
-        raise ParameterError(f"{name} must hold only 0 and 1 (binarize probabilities first), got {np.unique(y)[:5]}")
-    return y.astype(int)
-
-
 def binarize(probs, threshold=0.5):
     """Binary decisions ``probs > threshold`` [shape=(N, n_classes)], int.
 
@@ -155,20 +134,16 @@ def top_k_fidelity(classifier_probs, interpreter_probs, k=1):
     -------
     fidelity : float in [0, 1]
         Ties in the interpreter's scores count in favour: the class of ``f``
-        is in the top ``k`` when fewer than ``k`` classes score strictly higher.
+        is in the top ``k`` when fewer than ``k`` classes score strictly higher
+        (:func:`audioruns.metrics.top_k_agreement`).
     """
-    interpreter_probs = _as_matrix(interpreter_probs, "interpreter_probs")
-    classifier_probs = _as_matrix(classifier_probs, "classifier_probs", *interpreter_probs.shape)
-    if not (isinstance(k, (int, np.integer)) and 1 <= k <= interpreter_probs.shape[1]):
-        raise ParameterError(f"k must be an integer in [1, {interpreter_probs.shape[1]}], got {k!r}")
-    pred = np.argmax(classifier_probs, axis=1)
-    score = interpreter_probs[np.arange(len(pred)), pred]
-    rank = (interpreter_probs > score[:, None]).sum(axis=1)
-    return float(np.mean(rank < k))
+    return top_k_agreement(classifier_probs, interpreter_probs, k=k)
 
 
 def auprc(y_true, y_score, average="macro", ignore=(), mask=None):
     """Area under the precision-recall curve (average precision, scikit-learn).
+
+    :func:`audioruns.metrics.average_precision`, with ``average`` and ``ignore`` also positional.
 
     Parameters
     ----------
@@ -177,38 +152,17 @@ def auprc(y_true, y_score, average="macro", ignore=(), mask=None):
     y_score : np.ndarray [shape=(N, n_classes)]
         Scores (for fidelity: the interpreter's probabilities).
     average : {'macro', 'micro'}
-        'macro': mean of the per-class AP; 'micro': AP of all (sample, class) pairs pooled.
     ignore : sequence of int
         Classes left out entirely (SONYC-UST: 'non-machinery-impact', Sec. V-A).
     mask : np.ndarray [shape=(N, n_classes)] of bool, optional
-        Which (sample, class) labels count (the annotated ones); all by default.
+        The annotated labels (OpenMIC-2018); all by default.
 
     Returns
     -------
     auprc : float
-        For 'macro', classes without an (annotated) positive sample (AP undefined)
-        are left out with a warning naming them; a class whose samples are all
-        positive has AP 1. :class:`ParameterError` when no class has a positive.
+        As :func:`audioruns.metrics.average_precision` (which says what each option does).
     """
-    if average not in ("macro", "micro"):
-        raise ParameterError(f"average must be 'macro' or 'micro', got {average!r}")
-    y_score = _as_matrix(y_score, "y_score")
-    y_true = _check_binary(_as_matrix(y_true, "y_true", *y_score.shape), "y_true")
-    mask = np.ones(y_true.shape, dtype=bool) if mask is None else _as_matrix(mask, "mask", *y_true.shape).astype(bool)
-    keep = _kept_classes(y_true.shape[1], ignore)
-    y_true, y_score, mask = y_true[:, keep], y_score[:, keep], mask[:, keep]
-    if average == "micro":
-        if not y_true[mask].any():
-            raise ParameterError("micro-AUPRC is undefined: no positive label in y_true")
-        return float(average_precision_score(y_true[mask], y_score[mask]))
-    has_pos = np.array([y_true[mask[:, j], j].any() for j in range(y_true.shape[1])], dtype=bool)
-    if not has_pos.any():
-        raise ParameterError("macro-AUPRC is undefined: no class has a positive label in y_true")
-    if not has_pos.all():
-        warnings.warn(f"classes {keep[~has_pos].tolist()} have no positive sample; left out of macro-AUPRC",
-                      stacklevel=2)
-    return float(np.mean([average_precision_score(y_true[mask[:, j], j], y_score[mask[:, j], j])
-                          for j in np.flatnonzero(has_pos)]))
+    return average_precision(y_true, y_score, average=average, ignore=ignore, mask=mask)
 
 
 def _threshold_counts(y_true, y_score, thresholds):
@@ -458,7 +412,7 @@ def task_scores(dataset, classes, multilabel, labels, probabilities, prefix=""):
     labels = np.asarray(labels, dtype=np.float64)
     p = np.asarray(probabilities, dtype=np.float64)
     if not multilabel:
-        return {f"{prefix}accuracy": float(np.mean(p.argmax(1) == np.nan_to_num(labels).argmax(1)))}
+        return {f"{prefix}accuracy": accuracy(p, labels)}
     known = ~np.isnan(labels)
     y = np.nan_to_num(labels).astype(int)
     if dataset == "openmic":

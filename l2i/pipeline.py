@@ -47,6 +47,7 @@ from audiodata.errors import AudioFileError, ParameterError
 from audiodata.features import STFTParams, features_from_signal, load_feature_params, log_magnitude_spectrogram
 from audiodata.io import write_audio
 from audioruns.checkpoints import load_model_file
+from audioruns.runs import Run, locate, read_results
 from l2i import metrics
 from l2i.corruption import add_white_noise, mix, mixing_partner
 from l2i.interpretation import relevance, relevant_components, write_interpretation
@@ -80,6 +81,8 @@ CORRUPTIONS = ("none", "noise", "mix")
 OPENMIC_CLASSES = ("accordion", "banjo", "bass", "cello", "clarinet", "cymbals", "drums", "flute", "guitar",
                    "mallet_percussion", "mandolin", "organ", "piano", "saxophone", "synthesizer", "trombone",
                    "trumpet", "ukulele", "violin", "voice")
+#: A ``results.json`` anywhere below a system folder (:func:`find_results`, which also reads the
+#: ``evaluation_<corruption>/`` folders inside runs); a run folder itself is read by :func:`_location`.
 _RUN_PATTERN = re.compile(r"l2i/(?P<dataset>[^/]+)/fold(?P<fold>\d+)/seed(?P<seed>\d+)/(?P<system>[^/]+)")
 
 
@@ -110,15 +113,19 @@ def dataset_classes(dataset):
 
 
 # --------------------------------------------------------------------------- a trained run
-@dataclass
-class L2IRun:
+@dataclass(kw_only=True)
+class L2IRun(Run):
     """A trained L2I system, ready to explain clips.
 
     Attributes
     ----------
     path : Path
-        The run folder (holding ``interpreter.keras``).
+        The run folder (holding ``interpreter.keras``); also :attr:`run_dir`.
     dataset : str
+    fold : int or None
+        From the path (``.../l2i/<dataset>/fold<N>/seed<S>/<system>``), else the run's ``results.json``.
+    results : dict
+        The run's ``results.json`` (empty if absent); :attr:`info` is the same dict.
     classes : tuple of str
     interpreter : l2i.interpreter.L2IInterpreter
     classifier : keras.Model
@@ -128,12 +135,8 @@ class L2IRun:
         Kernel of ``"theta_linear"``.
     mel_params, logmag_params : dict
         Feature parameters (``audiodata/configs/<dataset>.yaml``).
-    info : dict
-        The run's ``results.json`` (empty if absent).
     """
 
-    path: Path
-    dataset: str
     classes: tuple
     interpreter: object
     classifier: object
@@ -141,8 +144,12 @@ class L2IRun:
     theta: np.ndarray
     mel_params: dict
     logmag_params: dict
-    info: dict = field(default_factory=dict)
-    _forward: object = None
+    _forward: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def info(self):
+        """The run's ``results.json``: :attr:`results` under its former name (read-only)."""
+        return self.results
 
     @property
     def multilabel(self):
@@ -218,6 +225,17 @@ def _find_interpreter(model_dir):
                          "name one" if names else " (train one with experiments/l2i/train_interpreter.py)"))
 
 
+def _location(path):
+    """:func:`audioruns.runs.locate` of an L2I system folder (``.../l2i/<dataset>/fold<N>/seed<S>/<system>``).
+
+    None for any other path (another family, or no system folder).
+    """
+    location = locate(path)
+    if location is None or location["family"] != "l2i" or location["system"] is None:
+        return None
+    return location
+
+
 def load_run(model_dir, dataset=None):
     """Load a trained run folder as an :class:`L2IRun`.
 
@@ -235,15 +253,16 @@ def load_run(model_dir, dataset=None):
     L2IRun
     """
     path = _find_interpreter(model_dir)
-    info = json.loads((path / "results.json").read_text()) if (path / "results.json").is_file() else {}
+    results = read_results(path)
+    location = _location(path)
     if dataset is None:
-        dataset = info.get("dataset")
+        dataset = results.get("dataset")
     if dataset is None:
-        match = _RUN_PATTERN.search(path.resolve().as_posix())
-        if match is None:
+        if location is None:
             raise ParameterError(f"{path}: cannot tell the dataset (no results.json, not under l2i/<dataset>/); "
                                  "pass it explicitly")
-        dataset = match["dataset"]
+        dataset = location["dataset"]
+    fold = location["fold"] if location is not None else results.get("fold")
     interpreter = load_model_file(path / "interpreter.keras", compile=False)
     classes = dataset_classes(dataset)
     if len(classes) != interpreter.n_classes:
@@ -253,9 +272,10 @@ def load_run(model_dir, dataset=None):
     mel_params, logmag_params = load_feature_params(config, "mel"), load_feature_params(config, "logmag")
     W = np.asarray(keras.ops.convert_to_numpy(interpreter.get_layer("nmf_reconstruction").dictionary),
                    dtype=np.float64)
-    return L2IRun(path=path, dataset=dataset, classes=classes, interpreter=interpreter,
-                  classifier=interpreter.classifier, W=W, theta=np.asarray(interpreter.theta_weights, np.float64),
-                  mel_params=mel_params, logmag_params=logmag_params, info=info)
+    return L2IRun(path=path, dataset=dataset, fold=None if fold is None else int(fold), results=results,
+                  classes=classes, interpreter=interpreter, classifier=interpreter.classifier, W=W,
+                  theta=np.asarray(interpreter.theta_weights, np.float64), mel_params=mel_params,
+                  logmag_params=logmag_params)
 
 
 def class_index(run, name):
@@ -660,7 +680,7 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
     results.update({
         "dataset": run.dataset, "fold": int(fold), "corruption": corruption, "seed": int(seed),
         "n_clips": len(clip_ids), "n_interpretations": len(pairs), "n_components": run.n_components,
-        "mode": run.info.get("mode"), "theta": run.info.get("theta"), "model": str(run.path),
+        "mode": run.results.get("mode"), "theta": run.results.get("theta"), "model": str(run.path),
         "test_nmf_loss": nmf_loss, "test_fidelity_loss": _fidelity_loss(run, f_all, g_all),
         "seconds": time.perf_counter() - start,
     })
@@ -727,8 +747,7 @@ def find_results(results_dir):
             entry["kind"] = base if path.parent.name == system else "other"
         elif path.parent.name.startswith("evaluation_"):
             entry.update(kind="evaluation", corruption=path.parent.name[len("evaluation_"):])
-            training = path.parent.parent / "results.json"
-            entry["training"] = json.loads(training.read_text()) if training.is_file() else {}
+            entry["training"] = read_results(path.parent.parent)
         elif path.parent.name == system:
             entry["kind"] = "baseline" if system.startswith("baseline_") else "interpreter"
         else:
@@ -747,10 +766,10 @@ def find_results(results_dir):
 
 def evaluation_folder(output, run, corruption="none", fold=None):
     """``<output>/l2i/<dataset>/fold<N>/seed<S>/<mode>_<theta>/evaluation_<corruption>/`` (created)."""
-    match = _RUN_PATTERN.search(run.path.resolve().as_posix())
-    fold = int(fold if fold is not None else (match["fold"] if match else run.info.get("fold", 1)))
-    seed = int(match["seed"]) if match else int(run.info.get("seed", 0))
-    system = match["system"] if match else run.path.name
+    location = _location(run.path)
+    fold = int(fold if fold is not None else (run.fold if run.fold is not None else 1))
+    seed = int(location["seed"]) if location else int(run.results.get("seed", 0))
+    system = location["system"] if location else run.path.name
     folder = Path(output) / "l2i" / run.dataset / f"fold{fold}" / f"seed{seed}" / system / f"evaluation_{corruption}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder

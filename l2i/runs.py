@@ -30,11 +30,13 @@ notebooks take Tables I, IV, V and VIII from main runs only, Table VI from runs 
 """
 import copy
 import functools
-import hashlib
-import json
-from pathlib import Path
+
+import yaml
 
 from audiodata.errors import ParameterError
+from audioruns.cli import shipped_config
+# identity.json and its hash are the run layer's, shared with APNet; re-exported here (``__all__``)
+from audioruns.runs import identity_hash, plain, read_identity, write_identity
 
 __all__ = [
     "AXES",
@@ -87,25 +89,8 @@ DATASETS = ("esc50", "esc10", "sonyc_ust", "openmic")
 
 
 # --------------------------------------------------------------------------- helpers
-def _plain(value):
-    """JSON-stable copy: tuples as lists, NumPy scalars as Python numbers, integral floats kept as floats."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return _plain(value.item())
-    return value
-
-
 def _section(section):
-    return _plain({k: v for k, v in (section or {}).items() if k not in BUDGET_KEYS})
-
-
-def identity_hash(identity):
-    """First 8 hex digits of the SHA-1 of the canonical JSON of ``identity``."""
-    text = json.dumps(_plain(identity), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
+    return plain({k: v for k, v in (section or {}).items() if k not in BUDGET_KEYS})
 
 
 def _config_name(dataset):
@@ -117,15 +102,11 @@ def config_path(dataset):
 
     Raises :class:`~audiodata.errors.ParameterError`, naming the datasets that have one, when there is none.
     """
-    from audioruns.cli import shipped_config
-
     return shipped_config("l2i", _config_name(dataset))
 
 
 @functools.lru_cache(maxsize=None)
 def _default_config(dataset):
-    import yaml
-
     return yaml.safe_load(config_path(dataset).read_text())
 
 
@@ -201,7 +182,7 @@ def interpreter_identity(config, mode, theta, dictionary, classifier):
     interpreter["hidden_layers"] = canonical_layers(interpreter.get("hidden_layers", ["block4", "block5", "block6"]))
     identity = {"kind": "interpreter", "mode": mode, "theta": theta, "interpreter": interpreter, "weights": weights,
                 "learning_rate": float(config["learning_rate"]), "batch_size": int(config["batch_size"]),
-                "dictionary": _plain(dictionary), "classifier": _plain(classifier)}
+                "dictionary": plain(dictionary), "classifier": plain(classifier)}
     if config.get("validation_fraction"):
         identity["validation_fraction"] = float(config["validation_fraction"])
     return identity
@@ -237,13 +218,13 @@ def differences(identity, dataset):
         main = main_identity(dataset, "interpreter", identity.get("mode"), identity.get("theta"))
     else:
         main = main_identity(dataset, kind)
-    ours, theirs = _flatten(_plain(identity)), _flatten(main)
+    ours, theirs = _flatten(plain(identity)), _flatten(main)
     return sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
 
 
 def _tag(identity, dataset, diffs):
     parts = []
-    flat = _flatten(_plain(identity))
+    flat = _flatten(plain(identity))
     if "interpreter.hidden_layers" in diffs:
         parts.append(layers_label(identity["interpreter"]["hidden_layers"]))
     for key in diffs:
@@ -283,34 +264,6 @@ def dictionary_folder(dataset, section):
 
 
 # --------------------------------------------------------------------------- files
-def write_identity(folder, identity):
-    """Write ``folder/identity.json``; refuse (:class:`ParameterError`) if it holds another identity."""
-    folder = Path(folder)
-    existing = read_identity(folder)
-    if existing is not None and existing != _plain(identity):
-        raise ParameterError(f"{folder} holds a run of another configuration (identity {identity_hash(existing)}, "
-                             f"this one {identity_hash(identity)}); use another --output or remove it")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "identity.json").write_text(json.dumps(_plain(identity), indent=2, sort_keys=True))
-    return folder / "identity.json"
-
-
-def read_identity(folder):
-    """The identity stored in ``folder`` (``identity.json``, else ``results.json``'s ``identity``), or None."""
-    folder = Path(folder)
-    for name, key in (("identity.json", None), ("results.json", "identity")):
-        path = folder / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            data = data if key is None else data.get(key)
-            if data:
-                return _plain(data)
-    return None
-
-
 def _merged(dataset, config):
     merged = default_config(dataset)
     for key, value in (config or {}).items():
@@ -326,7 +279,7 @@ def identity_from_results(results, dataset, kind, system=None):
     ``config`` (results written before identities existed; missing keys take the main configuration's values,
     ``K`` the stored ``n_components``). None for other kinds or unknown datasets."""
     if results.get("identity"):
-        return _plain(results["identity"])
+        return plain(results["identity"])
     if dataset not in CONSTRUCTIONS:
         return None
     if kind == "classifier":
@@ -378,7 +331,7 @@ def select(entries, axis=None, fallback=False):
         return [], "no run with a known configuration"
 
     def without_axis(identity):
-        flat = _flatten(_plain(identity))
+        flat = _flatten(plain(identity))
         return identity_hash({k: v for k, v in flat.items() if k not in allowed and k not in ("mode", "theta")})
 
     counts = {}

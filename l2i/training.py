@@ -368,7 +368,7 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
 
     Raises
     ------
-    audiodata.errors.TrainingDivergedError
+    audioruns.errors.TrainingDivergedError
         A loss or weight became NaN/Inf (:func:`fit_resumable`); no ``classifier.keras`` is written.
     """
     run_dir = Path(run_dir)
@@ -453,9 +453,9 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
 
     Raises
     ------
-    audiodata.errors.TrainingDivergedError
+    audioruns.errors.TrainingDivergedError
         A loss or weight became NaN/Inf (:func:`fit_resumable`); no ``interpreter.keras`` is written.
-    audiodata.errors.ModelFileError
+    audioruns.errors.ModelFileError
         ``classifier_path`` (or the run's backup) is missing, truncated or corrupt.
     """
     from l2i.nmf import load_dictionary

@@ -272,10 +272,10 @@ def test_a_new_run_folder_model_predicts_from_log_mel(apnet_run):
     assert accuracy == pytest.approx(results["test_accuracy"])
     assert results["n_params"] == inner.count_params()
     run = load_run(run_dir / "model.keras")  # readers get the trained model on scaled inputs, and its scaler
-    assert type(run["model"]).__name__ == "APNet" and run["scaler"].get_config() == scaler.get_config()
+    assert type(run.model).__name__ == "APNet" and run.scaler.get_config() == scaler.get_config()
     (run_dir / "scaler.json").rename(run_dir / "scaler.json.away")  # the model file alone is enough
     try:
-        assert load_run(run_dir / "model.keras")["scaler"].get_config() == scaler.get_config()
+        assert load_run(run_dir / "model.keras").scaler.get_config() == scaler.get_config()
     finally:
         (run_dir / "scaler.json.away").rename(run_dir / "scaler.json")
 
@@ -284,7 +284,7 @@ def test_an_old_run_folder_is_still_read(apnet_run, tmp_path):
     import shutil
 
     from apnet.inspection import load_run
-    from audiodata.errors import ModelFileError
+    from audioruns.errors import ModelFileError
     from audioruns.preprocessing import detach_scaler, load_scaled_model
 
     run_dir, fold, _ = apnet_run
@@ -299,7 +299,7 @@ def test_an_old_run_folder_is_still_read(apnet_run, tmp_path):
     x = scaler.transform(fold.features[fold.rows["test"]])
     for a, b in zip(model.predict(x, verbose=0), inner.predict(x, verbose=0)):
         np.testing.assert_array_equal(a, b)
-    assert load_run(old / "model.keras")["scaler"].get_config() == scaler.get_config()
+    assert load_run(old / "model.keras").scaler.get_config() == scaler.get_config()
     (old / "scaler.json").unlink()
     with pytest.raises(ModelFileError, match=r"scaler\.json does not exist.*model\.keras holds no input scaler"):
         load_scaled_model(old / "model.keras")

@@ -1,6 +1,7 @@
 """Load the official OpenL3 HDF5 weight files into :func:`~apnet.baselines.openl3_audio_embedding`."""
 import os
 
+import h5py
 import numpy as np
 
 #: Substrings of the names of Kapre front-end layers and weights (spectrogram, STFT kernels, mel filterbank),
@@ -35,7 +36,6 @@ def load_openl3_weights(model, path):
         ``model``, with the loaded weights.
 
     Raises:
-        ImportError: ``h5py`` is not installed.
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file is not a Keras 2 HDF5 weight file, or its layers
             do not match the model's (the message names the file, the file's
@@ -52,17 +52,11 @@ def load_openl3_weights(model, path):
           Choices for Deep Audio Embeddings", ICASSP 2019; weights released
           with the ``openl3`` package (github.com/marl/openl3).
     """
-    try:
-        import h5py
-    except ImportError as error:  # pragma: no cover - h5py is a TensorFlow dependency
-        raise ImportError(
-            "load_openl3_weights needs h5py to read the OpenL3 .h5 weight files; install it with `pip install h5py`"
-        ) from error
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"OpenL3 weight file {path!r} does not exist")
 
-    file_layers = _read_keras2_weights(h5py, path)
+    file_layers = _read_keras2_weights(path)
     model_layers = [layer for layer in model.layers if layer.weights]
     if len(file_layers) != len(model_layers):
         raise ValueError(
@@ -83,7 +77,7 @@ def load_openl3_weights(model, path):
     return model
 
 
-def _read_keras2_weights(h5py, path):
+def _read_keras2_weights(path):
     """``[(layer_name, [(weight_name, array), ...]), ...]`` of the layers with weights, Kapre skipped."""
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f

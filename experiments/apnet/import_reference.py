@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from audiodata.errors import AudioDataError
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -20,8 +22,7 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="run folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
     args = parser.parse_args(argv)
-    from audiodata.errors import AudioDataError
-    from apnet.reference import import_reference
+    from apnet.reference import import_reference  # lazy: it imports Keras/TensorFlow (seconds), not needed by --help
 
     try:
         run_dir = import_reference(args.source, args.output, overwrite=args.overwrite)

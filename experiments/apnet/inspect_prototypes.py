@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from audiodata import cli as argtypes
+from audiodata.download import cli_error
+from audiodata.errors import AudioDataError
 
 
 def parse_args(argv=None):
@@ -32,9 +34,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # Lazy: apnet imports Keras/TensorFlow, audiodata.datasets/.features pandas (seconds); --help needs neither.
     from audiodata.datasets import get_dataset
-    from audiodata.download import cli_error
-    from audiodata.errors import AudioDataError
     from audiodata.features import load_feature_params
 
     from apnet import inspection
@@ -42,17 +43,17 @@ def main(argv=None):
 
     try:
         run = inspection.load_run(args.model)
-        features = run["config"]["features"]
-        data = load_fold(run["dataset"], run["fold"], features, data_dir=args.data_dir, cache_dir=args.cache_dir,
+        features = run.config["features"]
+        data = load_fold(run.dataset, run.fold, features, data_dir=args.data_dir, cache_dir=args.cache_dir,
                          progress=True)
-        params = load_feature_params(get_dataset(run["dataset"], data_dir=args.data_dir).config_name, features)
+        params = load_feature_params(get_dataset(run.dataset, data_dir=args.data_dir).config_name, features)
     except AudioDataError as err:
         print(f"error: {cli_error(err)}", file=sys.stderr)
         return 2
-    model, rows = run["model"], data.rows["train"]
-    output = Path(args.output) if args.output else run["run_dir"] / "prototypes"
-    decoded = inspection.decode_prototypes(model, data.features[rows], args.batch_size, run["scaler"])
-    summary = inspection.write_prototypes(output, decoded, params, scaler=run["scaler"], class_names=data.classes,
+    model, rows = run.model, data.rows["train"]
+    output = Path(args.output) if args.output else run.run_dir / "prototypes"
+    decoded = inspection.decode_prototypes(model, data.features[rows], args.batch_size, run.scaler)
+    summary = inspection.write_prototypes(output, decoded, params, scaler=run.scaler, class_names=data.classes,
                                           clip_ids=data.features.clips["clip_id"].to_numpy()[rows])
     np.savez(output / "weights.npz", W_T=inspection.fully_connected_weights(model),
              H=inspection.weighted_sum_weights(model), H_upsampled=inspection.weighted_sum_weights(model, True),

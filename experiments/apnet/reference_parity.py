@@ -13,7 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+from tqdm.auto import tqdm
+
 from audiodata.cli import add_data_options
+from audiodata.errors import AudioDataError
 
 
 def main(argv=None):
@@ -22,10 +26,7 @@ def main(argv=None):
     add_data_options(parser, data_dir_required=True)
     parser.add_argument("--output", required=True, help="folder for the imported run folders and parity.json")
     args = parser.parse_args(argv)
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from audiodata.errors import AudioDataError
+    # Lazy: these import Keras/TensorFlow (seconds), which --help does not need.
     from apnet.reference import import_reference, match_stored_predictions
     from apnet.scoring import score_run
 

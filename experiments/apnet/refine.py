@@ -37,12 +37,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from apnet import inspection, refinement
+from apnet.inspection import load_run
+from apnet.refinement import retrain
+from apnet.training import fold_batches, load_fold, predict_classes
 from audiodata import cli as argtypes
+from audiodata.download import cli_error
+from audiodata.errors import AudioDataError
 from audioruns.checkpoints import write_text_atomic
+from audioruns.metrics import accuracy
 from audioruns.preprocessing import load_scaled_model
 
 METHODS = ("prototypes", "channels")
-RULES = ("authors", "paper")  # apnet.refinement.RULES, without importing Keras for --help
+RULES = refinement.RULES
 
 
 def parse_args(argv=None):
@@ -81,22 +88,17 @@ def parse_args(argv=None):
 
 def accuracy_on_test(model, data, scaler, batch_size):
     """Accuracy of ``model`` on the test split of ``data``."""
-    from apnet.training import FeatureBatches, predict_classes
-
-    batches = FeatureBatches(data.features, data.rows["test"], data.targets["test"], batch_size, scaler=scaler)
-    predicted = predict_classes(model, batches).argmax(axis=1)
-    return float(np.mean(predicted == data.targets["test"].argmax(axis=1)))
+    batches = fold_batches(data, batch_size, scaler=scaler, splits=("test",))
+    return accuracy(predict_classes(model, batches["test"]), data.targets["test"])
 
 
 def refine(args, run, data):
-    """Apply the refinement of ``args.method`` to ``run['model']``: (new model, distances, details).
+    """Apply the refinement of ``args.method`` to ``run.model``: (new model, distances, details).
 
     ``details`` records the rules and the settings they resolved to, and what was removed.
     """
-    from apnet import inspection, refinement
-
-    model, scaler = run["model"], run["scaler"]
-    batch_size = int(run["config"]["batch_size"])
+    model, scaler = run.model, run.scaler
+    batch_size = int(run.config["batch_size"])
     rules = args.rules
     defaults = refinement.RULE_DEFAULTS[rules]
     if args.method == "prototypes":
@@ -119,33 +121,26 @@ def refine(args, run, data):
     removed = refinement.redundant_channels(distances, args.n_channels, rules=rules)
     details = {"rules": rules, "channel_source": args.channel_source, "pairing": pairing, "decoder": decoder,
                "removed_channels": removed.tolist()}
-    seed = int(run["config"].get("seed", 0))
+    seed = int(run.config.get("seed", 0))
     return refinement.remove_channels(model, removed, decoder=decoder, seed=seed), distances, details
 
 
 def main(argv=None):
     args = parse_args(argv)
     command = shlex.join(["python", "experiments/apnet/refine.py"] + list(sys.argv[1:] if argv is None else argv))
-    from audiodata.download import cli_error
-    from audiodata.errors import AudioDataError
-
-    from apnet.inspection import load_run
-    from apnet.refinement import retrain
-    from apnet.training import load_fold
-
     try:
         run = load_run(args.model)
-        config = dict(run["config"])
+        config = dict(run.config)
         if args.batch_size is not None:
             config["batch_size"] = args.batch_size
-        output = Path(args.output) if args.output else run["run_dir"] / f"refine_{args.method}"
-        data = load_fold(run["dataset"], run["fold"], config["features"], data_dir=args.data_dir,
+        output = Path(args.output) if args.output else run.run_dir / f"refine_{args.method}"
+        data = load_fold(run.dataset, run.fold, config["features"], data_dir=args.data_dir,
                          cache_dir=args.cache_dir, progress=True)
         refined, distances, details = refine(args, run, data)
     except (AudioDataError, ValueError) as err:
         print(f"error: {cli_error(err)}", file=sys.stderr)
         return 2
-    model, scaler = run["model"], run["scaler"]
+    model, scaler = run.model, run.scaler
     batch_size = int(config["batch_size"])
     accuracy_before = accuracy_on_test(model, data, scaler, batch_size)
 
@@ -165,8 +160,8 @@ def main(argv=None):
     monitor = "val_probabilities_accuracy"
     best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None
     results = {
-        "dataset": run["dataset"],
-        "fold": run["fold"],
+        "dataset": run.dataset,
+        "fold": run.fold,
         "seed": config["seed"],
         "method": args.method,
         **details,

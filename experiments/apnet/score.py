@@ -11,6 +11,7 @@ import json
 import sys
 
 from audiodata import cli as argtypes
+from audiodata.errors import AudioDataError
 
 
 def main(argv=None):
@@ -27,8 +28,7 @@ def main(argv=None):
     parser.add_argument("--predictions", default=None, help="write clip_id, label and probabilities to this CSV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from audiodata.errors import AudioDataError
-    from apnet.scoring import score_run
+    from apnet.scoring import score_run  # lazy: it imports Keras/TensorFlow (seconds), which --help does not need
 
     try:
         result = score_run(args.run, args.dataset, args.fold, data_dir=args.data_dir, split=args.split,
@@ -38,7 +38,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.predictions:
-        import pandas as pd
+        import pandas as pd  # lazy: only for --predictions (about a second to import)
 
         table = pd.DataFrame(result.pop("probabilities"), columns=result.pop("classes"))
         table.insert(0, "label", result.pop("labels"))

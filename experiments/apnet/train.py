@@ -29,10 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from apnet.training import train_fold, training_settings
 from audiodata import cli as argtypes
+from audiodata.download import add_download_options, cli_error, ensure_dataset
+from audiodata.errors import AudioDataError, ParameterError
 from audioruns.checkpoints import write_text_atomic
 from audioruns.cli import add_config_options, add_verbose_option, shipped_config, show_config
-from audiodata.download import add_download_options
 
 DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10", "esc50")
 MODELS = ("apnet", "sb_cnn", "att_crnn", "openl3_mlp")
@@ -65,8 +67,6 @@ def load_config(args):
     ``--batch-size`` replaces the batch size of the model trained: ``batch_size`` (APNet's
     ``B``) for ``--model apnet``, ``baseline_batch_size[<model>]`` for a baseline.
     """
-    from audiodata.errors import ParameterError
-
     path = Path(args.config) if args.config else shipped_config("apnet", args.dataset)
     if not path.is_file():
         raise ParameterError(f"config file {path} does not exist")
@@ -83,8 +83,6 @@ def load_config(args):
                 config[key] = value
     if args.fold not in config["folds"]:
         raise ParameterError(f"{args.dataset}: --fold must be one of {config['folds']}, got {args.fold}")
-    from apnet.training import training_settings
-
     try:
         training_settings(args.model, config)  # checks batch size, normalizer, init_last_layer, early_stopping
     except ValueError as err:
@@ -100,8 +98,6 @@ def check_resume(run_dir, config):
     ``init_last_layer``, ``early_stopping``): a run saved before a key existed is refused
     as well, since it trained with the old default.
     """
-    from audiodata.errors import ParameterError
-
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
@@ -115,11 +111,6 @@ def check_resume(run_dir, config):
 def main(argv=None):
     args = parse_args(argv)
     command = shlex.join(["python", "experiments/apnet/train.py"] + list(sys.argv[1:] if argv is None else argv))
-    from audiodata.download import cli_error, ensure_dataset
-    from audiodata.errors import AudioDataError
-
-    from apnet.training import train_fold
-
     try:
         config = load_config(args)
         run_dir = Path(args.output) / args.model / args.dataset / f"fold{args.fold}" / f"seed{config['seed']}"

@@ -26,14 +26,14 @@ import numpy as np
 from audiodata import cli as argtypes
 from audiodata.download import cli_error
 from audiodata.errors import AudioDataError
+from l2i.pipeline import CORRUPTIONS, DEFAULT_TAUS, check_tau, evaluate_run, evaluation_folder, load_run
+from l2i.training import write_results
 
 #: Relevance thresholds tau lie in [0, 1) (Sec. III-E; l2i.pipeline.check_tau).
 TAU = argtypes.fraction(include_0=True)
 
 
 def main(argv=None):
-    from l2i.pipeline import CORRUPTIONS, DEFAULT_TAUS
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="run folder holding interpreter.keras (<mode>_<theta>/)")
     parser.add_argument("--dataset", required=True, choices=["esc50", "esc10", "sonyc_ust", "openmic"])
@@ -48,9 +48,6 @@ def main(argv=None):
     parser.add_argument("--output", default="runs")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
-
-    from l2i.pipeline import check_tau, evaluate_run, evaluation_folder, load_run
-    from l2i.training import write_results
 
     try:
         taus = [check_tau(t) for t in args.taus]

@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="folder for the audio files and the figure")
     args = parser.parse_args(argv)
 
-    from l2i.pipeline import check_tau, interpret_file, load_run
+    from l2i.pipeline import check_tau, interpret_file, load_run  # lazy: Keras/TensorFlow (seconds), not for --help
 
     try:
         tau = check_tau(args.tau)

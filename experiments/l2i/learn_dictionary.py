@@ -19,7 +19,8 @@ from audiodata.errors import AudioDataError
 from l2i.dictionary import learn_dataset_dictionary
 from l2i.nmf import save_dictionary
 from audioruns.cli import RUN_NOTES, add_run_options, load_run_config
-from l2i.runs import DATASETS, config_path, dictionary_folder, dictionary_identity, read_identity, write_identity
+from l2i.runs import (DATASETS, config_path, dictionary_folder, dictionary_identity, identity_from_results,
+                      read_identity, write_identity)
 from l2i.training import load_config, load_fold, run_directory, write_results
 
 
@@ -46,7 +47,6 @@ def main(argv=None):
     if (out_dir / "W.npy").exists():
         stored = read_identity(out_dir)
         if stored is None and (out_dir / "W.json").is_file():  # written before identities existed
-            from l2i.runs import identity_from_results
             meta = json.loads((out_dir / "W.json").read_text())
             stored = identity_from_results({"params": meta.get("params", meta)}, args.dataset, "dictionary")
         if stored != identity:

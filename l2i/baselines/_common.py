@@ -8,6 +8,7 @@ from keras import ops
 from sklearn.linear_model import LogisticRegression
 
 from audiodata.errors import ParameterError
+from audioruns.metrics import accuracy
 from l2i.losses import crossentropy as _crossentropy
 from l2i.metrics import auprc
 from l2i.nmf import check_matrix
@@ -127,7 +128,7 @@ def classification_score(Y, probabilities, multilabel):
     """Accuracy (multi-class) or macro-AUPRC over the annotated labels (multi-label, NaN = not annotated):
     :func:`l2i.metrics.auprc`, the one definition the L2I tables use."""
     if not multilabel:
-        return float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(Y, axis=1)))
+        return accuracy(probabilities, Y)
     Y = np.asarray(Y, dtype=np.float64)
     annotated = ~np.isnan(Y)
     return auprc(np.where(annotated, Y, 0.0), probabilities, average="macro", mask=annotated)

@@ -130,7 +130,7 @@ class TDLNMFClassifier(ProbabilityClassifier):
 
         Raises
         ------
-        audiodata.errors.TrainingDivergedError
+        audioruns.errors.TrainingDivergedError
             The training loss became NaN or infinite.
         """
         X, rows = _source(X, rows)

@@ -25,7 +25,7 @@ joint training are fitted by :func:`l2i.training.fit_resumable` (``backup/``, ``
 a re-run continues from the last completed epoch and ends with the weights of an
 uninterrupted run (``tdl_nmf`` also keeps its ``W_0``, standardisation and initial read-out
 in ``tdl_nmf_init.npz``); a NaN/Inf loss stops them with
-:class:`audiodata.errors.TrainingDivergedError`. Model files are written atomically
+:class:`audioruns.errors.TrainingDivergedError`. Model files are written atomically
 (:func:`audioruns.checkpoints.save_model_atomic`). ``nmf``'s dictionary NMF
 saves ``W``, ``H`` and its iteration to ``nmf_dictionary_checkpoint.npz`` every
 ``checkpoint_every`` iterations (default 10) and a re-run continues from there; the

@@ -5,12 +5,15 @@ import keras
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
-from apnet import APNet
+from apnet import APNet, inspection
 from apnet.inspection import (class_order, closest_prototypes, decode_prototypes, decoder_model, encoder_model,
                               fully_connected_weights, instance_prototype_distances, prototype_distance_matrix,
                               prototype_weights, reconstruct, weighted_sum_weights, write_prototypes)
 from apnet.training import compile_apnet
+from audiodata.errors import ParameterError
+from audioruns.runs import Run
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +159,30 @@ def test_bad_arguments_are_rejected(trained, x_train):
         closest_prototypes(trained, x_train[:2], k=0)
     with pytest.raises(ValueError, match="type='logmag'"):
         write_prototypes("unused", {"mel": []}, {"type": "logmag", "sr": 8000})
+
+
+def test_load_run_returns_an_apnet_run(tmp_path, monkeypatch):
+    """dataset and fold from results.json, else from the path; ``run["model"]`` kept for old notebooks."""
+    model, scaler = object(), object()
+    monkeypatch.setattr(inspection, "load_scaled_model", lambda path: (model, scaler))
+    run_dir = tmp_path / "out" / "apnet" / "fsdd" / "fold3" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.keras").write_bytes(b"")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"features": "mel", "batch_size": 8}))
+    run = inspection.load_run(run_dir / "model.keras")
+    assert isinstance(run, inspection.APNetRun) and isinstance(run, Run)
+    assert (run.dataset, run.fold, run.results, run.run_dir, run.path) == ("fsdd", 3, {}, run_dir, run_dir)
+    assert run.model is model and run.scaler is scaler and run.config == {"features": "mel", "batch_size": 8}
+    assert [run[key] for key in ("model", "scaler", "dataset", "fold", "run_dir")] == [model, scaler, "fsdd", 3,
+                                                                                        run_dir]
+    with pytest.raises(KeyError):
+        run["data"]
+    (run_dir / "results.json").write_text(json.dumps({"dataset": "esc10", "fold": 2, "test_accuracy": 0.5}))
+    run = inspection.load_run(run_dir / "model.keras")
+    assert (run.dataset, run.fold, run.results["test_accuracy"]) == ("esc10", 2, 0.5)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("model.keras", "config.yaml"):
+        (elsewhere / name).write_bytes((run_dir / name).read_bytes())
+    with pytest.raises(ParameterError, match="no dataset/fold"):
+        inspection.load_run(elsewhere / "model.keras")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import apnet  # noqa: F401  (registers the classes for loading)
-from apnet.inspection import prototype_distance_matrix
+from apnet.inspection import APNetRun, prototype_distance_matrix
 from audioruns.preprocessing import load_scaled_model
 from apnet.refinement import (DECODER_LAYERS, channel_distance_matrix, prototype_classes, redundancy_threshold,
                               redundant_channels, redundant_prototypes, remove_channels)
@@ -123,7 +123,8 @@ def test_refine_rules_and_overrides(run_dir):
     """refine() without retraining: each --rules sets Eq. 13's pairing and the decoder, the flags override them."""
     module = load_script("refine")
     model = load_scaled_model(run_dir / "model.keras")[0]
-    run = {"model": model, "scaler": None, "config": {"batch_size": 8, "seed": 3}}
+    run = APNetRun(path=run_dir, dataset="fsdd", fold=1, model=model, scaler=None,
+                   config={"batch_size": 8, "seed": 3})
     args = module.parse_args(["--method", "channels", "--model", "m.keras", "--n-channels", "2"])
     assert (args.rules, args.pairing, args.decoder) == ("authors", None, None)
 

@@ -147,7 +147,8 @@ class NaNAtEpoch:
 
 
 def test_nan_loss_stops_fit_and_keeps_the_last_finite_backup(small_fsdd, fsdd_scaler, tmp_path):
-    from audiodata.errors import AudioDataError, TrainingDivergedError
+    from audiodata.errors import AudioDataError
+    from audioruns.errors import TrainingDivergedError
 
     from apnet.training import APNET_MONITOR, FeatureBatches, compile_apnet, fit_resumable
     from tests.apnet.test_training import small_apnet
@@ -189,7 +190,7 @@ def test_nan_loss_stops_fit_and_keeps_the_last_finite_backup(small_fsdd, fsdd_sc
 def test_nan_loss_in_the_first_epoch_then_resume(small_fsdd, fsdd_scaler, tmp_path):
     """Diverged in epoch 1: no backup, an empty history.csv (CSVLogger creates it), and a re-run with
     repaired features trains from scratch instead of failing on the empty file."""
-    from audiodata.errors import TrainingDivergedError
+    from audioruns.errors import TrainingDivergedError
 
     from apnet.training import APNET_MONITOR, FeatureBatches, compile_apnet, fit_resumable
     from tests.apnet.test_training import small_apnet

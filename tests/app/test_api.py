@@ -354,7 +354,7 @@ def test_retrain_can_be_cancelled(workspace):
 
 def test_a_diverging_retrain_pushes_no_version(workspace, monkeypatch):
     """A NaN loss stops the retrain with TrainingDivergedError; the NaN model never becomes a version."""
-    from audiodata.errors import TrainingDivergedError
+    from audioruns.errors import TrainingDivergedError
 
     version = workspace.current.id
     monkeypatch.setitem(workspace.config, "learning_rate", 1e30)

@@ -178,7 +178,7 @@ def test_explore_edit_retrain_and_save(page, live_server, workspace, apnet_run, 
     def test_accuracy(model):
         return float(np.mean(model.predict(x, verbose=0)[0].argmax(axis=1) == labels))
 
-    assert test_accuracy(saved) == pytest.approx(accuracy["after"], abs=1e-9)
+    assert test_accuracy(saved.inner) == pytest.approx(accuracy["after"], abs=1e-9)  # the file holds scaler + model
     # (the loaded model's accuracy is checked against an independent count in test_api.py)
     assert accuracy["original"] == pytest.approx(workspace.evaluate(0)["accuracy"], abs=1e-9)
     assert accuracy["after"] != accuracy["original"]

@@ -10,7 +10,8 @@ import pytest
 from audioruns.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
                                    load_model_file, load_weights_file, read_backup, save_model_atomic,
                                    seed_generator_states)
-from audiodata.errors import AudioDataError, ModelFileError, TrainingDivergedError
+from audiodata.errors import AudioDataError
+from audioruns.errors import ModelFileError, TrainingDivergedError
 
 
 def tiny_model(seed=0, dropout=0.5, loss="categorical_crossentropy", activation="relu"):

@@ -13,6 +13,7 @@ import soundfile as sf
 import yaml
 
 from audiodata.errors import AudioFileError, ParameterError
+from audioruns.runs import Run
 from l2i.pipeline import (check_tau, class_index, evaluate_run, explain_signal, find_results, interpret_file,
                           load_clip, load_run)
 from tests.l2i._esc10 import TINY_CLASSIFIER, TINY_INTERPRETER, esc10_fold1, l2i_cache_dir  # noqa: F401
@@ -79,6 +80,9 @@ def test_load_run_matches_the_saved_classifier(run, tiny_run, esc10_fold1):  # n
     np.testing.assert_allclose(out["H"], H, atol=1e-5)
     # the seed folder resolves to its only run
     assert load_run(tiny_run.parent).path == tiny_run
+    # the run folder type both papers share: fold from the path, results.json as results (info: its old name)
+    assert isinstance(run, Run) and run.run_dir == tiny_run and run.fold == 1
+    assert run.results and run.info is run.results
 
 
 def test_features_of_a_file_equal_the_cached_features(run, shared_data, esc10_fold1):  # noqa: F811

@@ -157,7 +157,8 @@ def corrupted_esc10(esc10_fold1, monkeypatch):
 
 
 def test_nan_loss_stops_train_classifier(corrupted_esc10, tmp_path):
-    from audiodata.errors import AudioDataError, TrainingDivergedError
+    from audiodata.errors import AudioDataError
+    from audioruns.errors import TrainingDivergedError
 
     from l2i.training import train_classifier
 
@@ -172,7 +173,7 @@ def test_nan_loss_stops_train_classifier(corrupted_esc10, tmp_path):
 
 
 def test_nan_loss_stops_train_interpreter(corrupted_esc10, dictionary, tmp_path):
-    from audiodata.errors import TrainingDivergedError
+    from audioruns.errors import TrainingDivergedError
 
     from l2i.training import train_interpreter
 
