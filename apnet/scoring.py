@@ -9,10 +9,11 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from apnet.training import feature_set  # importing it registers the layers of apnet and apnet.baselines
-from audiodata.datasets import FoldDataset, get_dataset
+from audiodata.datasets import get_dataset
 from audiodata.errors import DatasetNotFoundError, ParameterError
 from audiodata.features import cached_features, compute_features, load_feature_params
 from audioruns.metrics import accuracy
+from audioruns.folds import split_fold
 from audioruns.preprocessing import load_scaled_model
 
 SPLITS = ("train", "validation", "test")
@@ -29,8 +30,7 @@ def split_clips(ds, fold, split):
     """The clips of ``split`` of fold ``fold`` (validation = next fold for cross-validated datasets)."""
     if split not in SPLITS:
         raise ParameterError(f"split must be one of {SPLITS}, got {split!r}")
-    parts = ds.split(fold, validation=True) if isinstance(ds, FoldDataset) else ds.split(fold)
-    clips = parts[split]
+    clips = split_fold(ds, fold, validation=True)[split]
     if len(clips) == 0:
         raise DatasetNotFoundError(f"{ds.name}: the {split} split of fold {fold} has no clips in {ds.root}")
     return clips

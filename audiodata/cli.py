@@ -27,6 +27,9 @@ import argparse
 import math
 import numbers
 import re
+import sys
+
+from .errors import ParameterError
 
 __all__ = [
     "NumberType",
@@ -183,8 +186,6 @@ def require(kind, value, name, strict=False):
     Keras layer arguments and other programmatic sizes are (``n_prototypes=2.0`` is a mistake).
     The message is ``"<name> must be <kind.description>, got <value>"``.
     """
-    from .errors import ParameterError
-
     if isinstance(value, str):
         raise ParameterError(f"{name} must be {kind.description}, got the string {value!r}")
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
@@ -201,8 +202,6 @@ def require(kind, value, name, strict=False):
 
 def say(line):
     """Print one progress or status line of a command line to stderr, at once (stdout keeps the results)."""
-    import sys
-
     print(line, file=sys.stderr, flush=True)
 
 

@@ -41,6 +41,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 
@@ -209,7 +210,6 @@ def model_file_problem(path):
                     return "no config.json in the archive"
             return None
         if path.name.endswith(".h5"):
-            import h5py
 
             if not h5py.is_hdf5(path):
                 return "not an HDF5 file"

@@ -41,6 +41,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from audiodata.features.normalization import MinMaxScaler, StandardScaler, load_scaler
+from audioruns.checkpoints import load_model_file
+from audioruns.errors import ModelFileError
+
 __all__ = ["FeatureScaler", "ScaledModel", "attach_scaler", "detach_scaler", "load_scaled_model",
            "SCALER_FILE", "METHODS"]
 
@@ -174,8 +178,6 @@ class FeatureScaler(keras.layers.Layer):
         ValueError
             ``scaler`` is not fitted or not one of the two classes.
         """
-        from audiodata.features.normalization import MinMaxScaler, StandardScaler
-
         if isinstance(scaler, MinMaxScaler):
             if scaler.data_min is None or scaler.data_max is None:
                 raise ValueError("the MinMaxScaler is not fitted: call fit() on the training split first")
@@ -195,8 +197,6 @@ class FeatureScaler(keras.layers.Layer):
         -------
         audiodata.features.MinMaxScaler or audiodata.features.StandardScaler
         """
-        from audiodata.features.normalization import MinMaxScaler, StandardScaler
-
         if self.method == "minmax":
             scaler = MinMaxScaler(feature_range=self.feature_range)
             scaler.data_min, scaler.data_max = self._numpy_stat(self.data_min), self._numpy_stat(self.data_max)
@@ -373,10 +373,6 @@ def load_scaled_model(path, scaler_file=SCALER_FILE, require_scaler=True, **kwar
         ``path`` is missing, truncated or cannot be loaded; or it holds no scaler and
         ``scaler_file`` is missing beside it (the message names both files).
     """
-    from audioruns.errors import ModelFileError
-    from audiodata.features.normalization import load_scaler
-    from audioruns.checkpoints import load_model_file
-
     path = Path(path)
     model, scaler = detach_scaler(load_model_file(path, **kwargs))
     if scaler is not None:

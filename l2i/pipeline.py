@@ -41,12 +41,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiodata.datasets import DATASETS, FoldDataset, get_dataset
+from audiodata.datasets import DATASETS, get_dataset
 from audiodata.datasets.esc50 import CLASSES, ESC10_TARGETS
 from audiodata.errors import AudioFileError, ParameterError
 from audiodata.features import STFTParams, features_from_signal, load_feature_params, log_magnitude_spectrogram
-from audiodata.io import write_audio
+from audiodata.features.extract import peak_normalize as _peak_normalize
+from audiodata.io import audio_info, load_audio, write_audio
 from audioruns.checkpoints import load_model_file
+from audioruns.folds import fold_targets, split_fold
 from audioruns.runs import Run, locate, read_results
 from l2i import metrics
 from l2i.corruption import add_white_noise, mix, mixing_partner
@@ -338,9 +340,6 @@ def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False, *, 
     audiodata.io.AudioTooLongError
         Longer than ``max_duration`` (a subclass of :class:`AudioFileError`).
     """
-    from audiodata.features.extract import peak_normalize as _peak_normalize
-    from audiodata.io import audio_info, load_audio
-
     if not float(start) >= 0:
         raise ParameterError(f"start must be >= 0 seconds, got {start!r}")
     if header is None:
@@ -454,11 +453,8 @@ def interpret_file(run, path, class_name=None, tau=0.1, start=0.0, output=None):
 def test_split(dataset, fold=1, data_dir=None):
     """The test clips of ``fold``: DataFrame (``clip_id``, ``path``), targets (NaN = not annotated), classes."""
     ds = get_dataset(dataset, data_dir=data_dir)
-    parts = ds.split(fold, validation=False) if isinstance(ds, FoldDataset) else ds.split(fold)
-    test = parts["test"].reset_index(drop=True)
-    targets = np.array(ds.targets(test), dtype=np.float64)
-    targets[~np.asarray(ds.label_mask(test), dtype=bool)] = np.nan
-    return test, targets, tuple(ds.classes)
+    test = split_fold(ds, fold, validation=False)["test"].reset_index(drop=True)
+    return test, fold_targets(ds, test, dtype=np.float64), tuple(ds.classes)
 
 
 def _corrupt(y, corruption, index, seed, partner_audio):

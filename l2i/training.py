@@ -25,17 +25,22 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import yaml
 
+from audiodata.features import StandardScaler
 from audioruns.batches import EpochOrderedBatches
 from audioruns.checkpoints import load_model_file, save_model_atomic
 from audioruns.fit import best_checkpoint  # noqa: F401  (re-exported: l2i.training.best_checkpoint)
 from audioruns.fit import fit_resumable as _fit_resumable
 from audioruns.folds import Fold
 from audioruns.runs import run_directory as _run_directory
-from audioruns.runs import write_results
 from audioruns.folds import load_fold as _load_fold
+from audioruns.runs import write_results
 from l2i.classifier import KumarCNN
 from l2i.losses import masked_binary_crossentropy, nmf_reconstruction_loss
+from l2i.metrics import fidelity_scores, task_scores
+from l2i.nmf import load_dictionary
+from l2i.runs import config_path
 from l2i.trainer import MODES, L2ITrainer
 
 __all__ = [
@@ -312,8 +317,6 @@ def classifier_scores(labels, probabilities, multilabel, prefix="", dataset=None
     Accuracy (multi-class); weighted F1 (OpenMIC-2018); macro/micro AUPRC over the annotated
     labels (SONYC-UST and other multi-label data). ``classes`` default to ``0 .. C-1``.
     """
-    from l2i.metrics import task_scores
-
     probabilities = np.asarray(probabilities, dtype=np.float64)
     classes = tuple(classes) if classes is not None else tuple(range(probabilities.shape[1]))
     return task_scores(dataset, classes, multilabel, labels, probabilities, prefix=prefix)
@@ -328,8 +331,6 @@ def interpreter_scores(interpreter_probs, classifier_probs, multilabel, ks=(1, 5
     ``dataset``/``classes`` choose the metric and the ignored classes (default: a generic
     multi-label dataset, thresholds 0.5, nothing ignored).
     """
-    from l2i.metrics import fidelity_scores
-
     g = np.asarray(interpreter_probs, dtype=np.float64)
     f = np.asarray(classifier_probs, dtype=np.float64)
     classes = tuple(classes) if classes is not None else tuple(range(f.shape[1]))
@@ -458,8 +459,6 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     audioruns.errors.ModelFileError
         ``classifier_path`` (or the run's backup) is missing, truncated or corrupt.
     """
-    from l2i.nmf import load_dictionary
-
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}; received mode={mode!r}")
     if dictionary_path is None:
@@ -574,7 +573,6 @@ def evaluate_interpreter(interpreter, classifier, data, split="test", batch_size
 
 def _fresh_classifier(config, data, classifier_path=None):
     """A new :class:`KumarCNN` for by-design training (input statistics of the training clips)."""
-    from audiodata.features import StandardScaler
 
     if classifier_path is not None:
         reference = load_model_file(classifier_path, compile=False)
@@ -601,9 +599,7 @@ def load_config(dataset, path=None):
     path : str or Path, optional
         Explicit config file (overrides the shipped one; ``--config`` of the scripts).
     """
-    import yaml
 
-    from l2i.runs import config_path
 
     path = config_path(dataset) if path is None else Path(path)
     if not path.is_file():

@@ -5,6 +5,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from audioruns.batches import EpochOrderedBatches
 from audioruns.checkpoints import DivergenceGuard, EpochOrder
 from audiodata.cli import non_negative_float, non_negative_int, positive_float, positive_int, require
 from audiodata.errors import ParameterError
@@ -12,7 +13,7 @@ from l2i.baselines._common import (ProbabilityClassifier, as_clips, as_targets, 
                                    masked_binary_crossentropy, save_npz)
 from l2i.baselines.unrolled_nmf_encoder import UnrolledNMFEncoder
 from l2i.nmf import learn_dictionary
-from l2i.training import EpochOrderedBatches, fit_resumable
+from l2i.training import fit_resumable
 
 __all__ = ["TDLNMFClassifier"]
 
@@ -254,7 +255,7 @@ def _checked(batch, transform):
 
 class _ClipBatches(EpochOrderedBatches):
     """``batch_size`` rows of ``X`` per batch, read when asked for, in the epoch order of
-    :class:`l2i.training.EpochOrderedBatches` (as :class:`l2i.training.L2IBatches`), so a resumed
+    :class:`audioruns.batches.EpochOrderedBatches` (as :class:`l2i.training.L2IBatches`), so a resumed
     run sees the batches of an uninterrupted one. Yields ``(x,)`` when ``targets`` is None, else ``(x, y)``.
     """
 

@@ -51,15 +51,6 @@ def test_prototype_loss_function_and_class_share_the_default(rng):
     np.testing.assert_allclose(float(prototype_loss(d)), float(PrototypeLoss()(np.zeros(6), d)), rtol=1e-6)
 
 
-def test_losses_docstring_examples():
-    import doctest
-
-    import apnet.losses
-
-    result = doctest.testmod(apnet.losses)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_total_loss_is_eq_10(fsdd_batch):
     x, y = fsdd_batch
     model = small_apnet()
