@@ -24,8 +24,8 @@ import pandas as pd
 
 from audiodata.cli import positive_int, require
 from audioruns.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
-                                   EpochTimer, completed_epochs, load_weights_file, save_model_atomic,
-                                   write_text_atomic)
+                                   EpochTimer, completed_epochs, load_weights_file, save_model_atomic)
+from audioruns.runs import write_results
 
 __all__ = [
     "KEEP_BEST",
@@ -176,9 +176,7 @@ class KeepBestWeights(BestEpoch):
 
     def on_improvement(self, epoch, value):
         save_model_atomic(self.model, self.run_dir / BEST_WEIGHTS)
-        text = json.dumps({"epoch": int(epoch), "monitor": self.monitor, "value": float(value)}, indent=2,
-                          sort_keys=True)
-        write_text_atomic(self.run_dir / BEST_JSON, text)
+        write_results(self.run_dir / BEST_JSON, {"epoch": int(epoch), "monitor": self.monitor, "value": float(value)})
 
     def on_train_begin(self, logs=None):
         stored = best_checkpoint(self.run_dir)
