@@ -71,7 +71,22 @@ def _to_numpy(value):
 
 # ----------------------------------------------------------------------------- sub-models
 def encoder_model(model):
-    """The encoder of an APNet-like model: input ``X`` -> ``[Z, mask1, mask2]`` (Eq. 1)."""
+    """The encoder of an APNet-like model: input ``X`` -> ``[Z, mask1, mask2]`` (Eq. 1).
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+
+    Returns
+    -------
+    encoder : keras.Model
+        Outputs ``Z`` ``[shape=(batch, T', F', C)]`` and the two max-pooling masks.
+
+    Raises
+    ------
+    ValueError
+        ``model`` lacks a layer of an APNet.
+    """
     _check_model(model)
     mask1 = model.get_layer("pool1").output[1]
     mask2 = model.get_layer("pool2").output[1]
@@ -82,6 +97,20 @@ def decoder_model(model):
     """The decoder ``g`` of an APNet-like model: ``[Z, mask1, mask2]`` -> ``(batch, T, F)`` (Eq. 2).
 
     Shares its layers (and weights) with ``model``.
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+
+    Returns
+    -------
+    decoder : keras.Model
+        Inputs ``[Z, mask1, mask2]``, output ``[shape=(batch, T, F)]``.
+
+    Raises
+    ------
+    ValueError
+        ``model`` lacks a layer of an APNet.
     """
     _check_model(model)
     latent = keras.Input(shape=tuple(model.get_layer("latent").output.shape[1:]), name="latent_input")
@@ -96,13 +125,27 @@ def decoder_model(model):
 
 
 def prototype_weights(model):
-    """The prototypes ``P`` of the prototype layer, ``(M, T', F', C)`` (Section 3.3)."""
+    """The prototypes ``P`` of the prototype layer, ``(M, T', F', C)`` (Section 3.3).
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+
+    Returns
+    -------
+    P : np.ndarray [shape=(M, T', F', C)]
+
+    Raises
+    ------
+    ValueError
+        ``model`` lacks a layer of an APNet.
+    """
     _check_model(model)
     return _to_numpy(model.get_layer("prototypes").prototypes)
 
 
 # ----------------------------------------------------------------------------- distances
-def instance_prototype_distances(model, x, batch_size=256, scaler=None):
+def instance_prototype_distances(model, x, *, batch_size=256, scaler=None):
     """``D_ij = ||Z_i - P_j||^2`` of Eq. 4 for every input and prototype.
 
     The prototype layer's frequency-dependent distances ``(N, M, F')`` summed over ``f``.
@@ -156,7 +199,7 @@ def prototype_distance_matrix(prototypes):
 
 
 # ----------------------------------------------------------------------------- Section 5.1.2
-def decode_prototypes(model, x_train, batch_size=256, scaler=None):
+def decode_prototypes(model, x_train, *, batch_size=256, scaler=None):
     """Mel-spectrogram and class of every prototype (Section 5.1.2).
 
     The decoder needs the max-pooling masks of an encoded input, which a prototype does not
@@ -191,7 +234,7 @@ def decode_prototypes(model, x_train, batch_size=256, scaler=None):
     ----------
     - Zinemanas et al., Electronics 2021, Section 5.1.2, Figure 5.
     """
-    distances = instance_prototype_distances(model, x_train, batch_size, scaler)
+    distances = instance_prototype_distances(model, x_train, batch_size=batch_size, scaler=scaler)
     nearest = np.argmin(distances, axis=0)
     nearest_x = np.asarray(x_train[nearest], dtype=np.float32)
     if scaler is not None:
@@ -213,8 +256,24 @@ def _safe(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "class"
 
 
-def plot_mel(path, S, title=None, label="dB"):
-    """Save a ``(T, F)`` spectrogram as a PNG (frequency upwards; matplotlib, no pyplot state)."""
+def plot_mel(path, S, *, title=None, label="dB"):
+    """Save a ``(T, F)`` spectrogram as a PNG (frequency upwards; matplotlib, no pyplot state).
+
+    Parameters
+    ----------
+    path : str or Path
+        The PNG file to write.
+    S : np.ndarray [shape=(T, F)]
+        The spectrogram (frames, mel bands).
+    title : str, optional
+        Title of the plot.
+    label : str
+        Label of the colour bar.
+
+    Returns
+    -------
+    path : Path
+    """
     fig = Figure(figsize=(4.0, 3.0), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(np.asarray(S).T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
@@ -227,7 +286,7 @@ def plot_mel(path, S, title=None, label="dB"):
     return Path(path)
 
 
-def write_prototypes(folder, decoded, feature_params, scaler=None, class_names=None, clip_ids=None, peak=0.9):
+def write_prototypes(folder, decoded, feature_params, *, scaler=None, class_names=None, clip_ids=None, peak=0.9):
     """Write every decoded prototype as ``prototype_<j>_<class>.wav/.png`` plus a summary.
 
     Each mel-spectrogram of :func:`decode_prototypes` is unscaled
@@ -260,6 +319,11 @@ def write_prototypes(folder, decoded, feature_params, scaler=None, class_names=N
     -------
     pd.DataFrame
         The summary table.
+
+    Raises
+    ------
+    ValueError
+        ``feature_params`` are not mel features.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -298,20 +362,53 @@ def write_prototypes(folder, decoded, feature_params, scaler=None, class_names=N
 
 
 # ----------------------------------------------------------------------------- figures
-def reconstruct(model, x, batch_size=256, scaler=None):
-    """Autoencoder reconstructions ``g(f(X))`` ``(N, T, F)``, scaled like the input (Section 5.1.1)."""
+def reconstruct(model, x, *, batch_size=256, scaler=None):
+    """Autoencoder reconstructions ``g(f(X))`` ``(N, T, F)``, scaled like the input (Section 5.1.1).
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+    x : np.ndarray [shape=(N, T, F)]
+        Inputs, unscaled when ``scaler`` is given.
+    batch_size : int
+    scaler : fitted scaler with ``transform``, optional
+        Applied to each batch of ``x``.
+
+    Returns
+    -------
+    reconstruction : np.ndarray [shape=(N, T, F)]
+
+    Raises
+    ------
+    ValueError
+        ``model`` lacks a layer of an APNet.
+    """
     _check_model(model)
     sub = keras.Model(model.inputs[0], model.get_layer("reconstruction").output)
     return np.concatenate([_to_numpy(sub.predict_on_batch(b)) for _, b in _batches(x, batch_size, scaler)])
 
 
 def fully_connected_weights(model):
-    """``W^T`` ``(K, M)``, the transposed kernel of the last layer (Eq. 8, Section 5.1.3, Figure 6)."""
+    """``W^T`` ``(K, M)``, the transposed kernel of the last layer (Eq. 8, Section 5.1.3, Figure 6).
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+
+    Returns
+    -------
+    W_T : np.ndarray [shape=(K, M)]
+
+    Raises
+    ------
+    ValueError
+        ``model`` lacks a layer of an APNet.
+    """
     _check_model(model)
     return _to_numpy(model.get_layer("dense").kernel).T
 
 
-def weighted_sum_weights(model, upsample=False):
+def weighted_sum_weights(model, *, upsample=False):
     """The weighted-sum kernels ``H`` (Eq. 7, Section 5.1.4, Figure 7).
 
     Parameters
@@ -334,12 +431,23 @@ def weighted_sum_weights(model, upsample=False):
     return np.repeat(kernel, factor, axis=1)[:, :n_bands]
 
 
-def closest_prototypes(model, x, k=3, batch_size=256, scaler=None):
+def closest_prototypes(model, x, *, k=3, batch_size=256, scaler=None):
     """The ``k`` prototypes most similar to each input, with the learned weighted sum and with a mean.
 
     The experiment of Figure 8: the frequency-dependent similarity ``S_ij[f]`` (Eq. 6) is
     integrated over ``f`` (1) with the learned kernel, ``sum_f H_j[f] S_ij[f]`` (Eq. 7),
     and (2) with a fixed mean, ``H_j[f] = 1 / F'``.
+
+    Parameters
+    ----------
+    model : APNet-like keras.Model
+    x : np.ndarray [shape=(N, T, F)]
+        Inputs, unscaled when ``scaler`` is given.
+    k : int
+        Number of prototypes per input.
+    batch_size : int
+    scaler : fitted scaler with ``transform``, optional
+        Applied to each batch of ``x``.
 
     Returns
     -------
@@ -363,7 +471,17 @@ def closest_prototypes(model, x, k=3, batch_size=256, scaler=None):
 
 
 def class_order(classes):
-    """Order of the prototypes sorted by class (stable), as Figures 6 and 9 show them."""
+    """Order of the prototypes sorted by class (stable), as Figures 6 and 9 show them.
+
+    Parameters
+    ----------
+    classes : np.ndarray [shape=(M,)]
+        Class of each prototype.
+
+    Returns
+    -------
+    order : np.ndarray [shape=(M,), int]
+    """
     return np.argsort(np.asarray(classes), kind="stable")
 
 
@@ -409,6 +527,11 @@ def load_run(model_path):
     model file are read (:func:`audioruns.preprocessing.load_scaled_model`): a ``model.keras``
     holding its scaler (written since the scaler went into the model file; ``scaler.json`` is
     then not needed), or the bare model of an older folder with ``scaler.json`` beside it.
+
+    Parameters
+    ----------
+    model_path : str or Path
+        The run's ``model.keras``.
 
     Returns
     -------

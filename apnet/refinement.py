@@ -197,7 +197,7 @@ def _reinitialize(layer, seed=None):
         variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
 
 
-def remove_channels(model, channels, decoder="keep", seed=None):
+def remove_channels(model, channels, *, decoder="keep", seed=None):
     """A copy of ``model`` without the latent channels ``channels`` (Section 5.2.2).
 
     Every encoder and classifier weight is copied, without those tied to the removed
@@ -232,6 +232,12 @@ def remove_channels(model, channels, decoder="keep", seed=None):
     keras.Model
         Uncompiled functional model with the layer names of :class:`apnet.APNet`.
 
+    Raises
+    ------
+    ValueError
+        ``model`` is not an APNet, an unknown ``decoder``, a ``seed`` that is not an integer or
+        None, or ``channels`` that are not unique integers in ``[0, C)`` or name every channel.
+
     References
     ----------
     - Zinemanas et al., Electronics 2021, Section 5.2.2, Table 4.
@@ -260,7 +266,7 @@ def remove_channels(model, channels, decoder="keep", seed=None):
     return new
 
 
-def add_prototype(model, latent, class_index, dense_row=None, weighted_sum_row=None):
+def add_prototype(model, latent, class_index, *, dense_row=None, weighted_sum_row=None):
     """A copy of ``model`` with one more prototype, ``latent``, voting for ``class_index``.
 
     The manual editing of Section 5.2.3 (Figure 10) in the other direction: an encoded
@@ -301,6 +307,12 @@ def add_prototype(model, latent, class_index, dense_row=None, weighted_sum_row=N
     keras.Model
         Uncompiled functional model with the layer names of :class:`apnet.APNet` and
         ``M + 1`` prototypes.
+
+    Raises
+    ------
+    ValueError
+        ``latent`` of another shape than the prototypes or not finite, ``class_index`` outside
+        ``[0, K)``, or a ``dense_row``/``weighted_sum_row`` of the wrong shape or not finite.
 
     References
     ----------
@@ -483,6 +495,12 @@ def redundant_prototypes(distances, threshold=None, classes=None, rules="paper")
     -------
     np.ndarray [shape=(n_removed,), int], sorted (indices into the original order).
 
+    Raises
+    ------
+    ValueError
+        An unknown ``rules``, ``distances`` that is not a square matrix of side >= 2, ``classes``
+        of the wrong shape, or ``rules="authors"`` without ``classes``.
+
     References
     ----------
     - Zinemanas et al., Electronics 2021, Section 5.2.1, Eqs. (11)-(12), Figure 9.
@@ -548,7 +566,7 @@ def _check_pairing(pairing):
     _check_choice(pairing, PAIRINGS, "pairing")
 
 
-def channel_distance_matrix(latents, pairing="all"):
+def channel_distance_matrix(latents, *, pairing="all"):
     """Accumulated channel distance matrix ``C`` ``(C, C)`` of Eq. 13.
 
     ``C_kq = sum_{i,j,t,f} (A_i[t, f, k] - A_j[t, f, q])^2`` over the tensors ``A`` given:
@@ -580,7 +598,7 @@ def channel_distance_matrix(latents, pairing="all"):
     return sums.matrix(pairing)
 
 
-def latent_channel_distance_matrix(model, x, batch_size=256, scaler=None, pairing="all"):
+def latent_channel_distance_matrix(model, x, *, batch_size=256, scaler=None, pairing="all"):
     """Eq. 13 accumulated over the encoded inputs ``Z_i = f(X_i)`` instead of the prototypes.
 
     Streams ``x`` through the encoder batch by batch (memory of one batch) and returns
@@ -619,7 +637,7 @@ def _authors_channel_rule(matrix, n_channels):
     raise RuntimeError(f"could not select {n_channels} channels")  # unreachable: every k >= 1 has the pair (k, 0)
 
 
-def redundant_channels(matrix, n_channels=8, rules="paper"):
+def redundant_channels(matrix, n_channels=8, *, rules="paper"):
     """Channels to remove: one from each of the smallest off-diagonal pairs of Eq. 13.
 
     ``rules="paper"`` ("we find the eight minimum values of C outside the diagonal and we
@@ -653,6 +671,12 @@ def redundant_channels(matrix, n_channels=8, rules="paper"):
     -------
     np.ndarray [shape=(n_channels,), int], sorted.
 
+    Raises
+    ------
+    ValueError
+        An unknown ``rules``, ``matrix`` that is not a square matrix of side >= 2, or
+        ``n_channels`` that is not an integer in ``[1, C)``.
+
     References
     ----------
     - Zinemanas et al., Electronics 2021, Section 5.2.2.
@@ -670,7 +694,7 @@ def redundant_channels(matrix, n_channels=8, rules="paper"):
 
 
 # ----------------------------------------------------------------------------- retraining
-def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
+def retrain(model, config, data, scaler, run_dir, *, epochs=20, verbose=2):
     """Train a refined model further with the run's settings (Section 5.2: 20 more epochs).
 
     Compiles with :func:`apnet.training.compile_for_run` (``alpha``, ``beta``, ``gamma``,
@@ -690,6 +714,8 @@ def retrain(model, config, data, scaler, run_dir, epochs=20, verbose=2):
     scaler : fitted scaler of the training run, or None (inputs already scaled; the bare model is saved)
     run_dir : str or Path
     epochs : int
+    verbose : int
+        Keras ``fit`` verbosity.
 
     Returns
     -------

@@ -20,14 +20,45 @@ SPLITS = ("train", "validation", "test")
 
 
 def run_classes(run_dir, dataset_classes):
-    """Class names of the run's outputs: ``results.json``'s ``classes``, else the dataset's."""
+    """Class names of the run's outputs: ``results.json``'s ``classes``, else the dataset's.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder.
+    dataset_classes : sequence of str
+        The dataset's class names, used when ``results.json`` names none.
+
+    Returns
+    -------
+    list of str
+    """
     results_path = Path(run_dir) / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     return list(results.get("classes") or dataset_classes)
 
 
 def split_clips(ds, fold, split):
-    """The clips of ``split`` of fold ``fold`` (validation = next fold for cross-validated datasets)."""
+    """The clips of ``split`` of fold ``fold`` (validation = next fold for cross-validated datasets).
+
+    Parameters
+    ----------
+    ds : audiodata.datasets.Dataset
+    fold : int
+    split : {'train', 'validation', 'test'}
+
+    Returns
+    -------
+    clips : pandas.DataFrame
+        The clips of the split (one row per clip).
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        An unknown ``split``.
+    audiodata.errors.DatasetNotFoundError
+        The split has no clips.
+    """
     if split not in SPLITS:
         raise ParameterError(f"split must be one of {SPLITS}, got {split!r}")
     clips = split_fold(ds, fold, validation=True)[split]
@@ -36,8 +67,25 @@ def split_clips(ds, fold, split):
     return clips
 
 
-def compute_split_features(paths, params, n_jobs=1, progress=True):
-    """Features of each file of ``paths`` (``audiodata.features.compute_features``), stacked, with a progress bar."""
+def compute_split_features(paths, params, *, n_jobs=1, progress=True):
+    """Features of each file of ``paths`` (``audiodata.features.compute_features``), stacked, with a progress bar.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        Audio files.
+    params : dict
+        Feature parameters (:func:`audiodata.features.load_feature_params`).
+    n_jobs : int
+        Parallel jobs (joblib).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    features : np.ndarray [shape=(len(paths), ...)]
+        The features of each file, stacked on a new first axis.
+    """
     paths = list(paths)
     bar = tqdm(total=len(paths), desc="features", unit="clip", disable=not progress)
     rows = []
@@ -48,7 +96,7 @@ def compute_split_features(paths, params, n_jobs=1, progress=True):
     return np.stack(rows)
 
 
-def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", batch_size=64, n_jobs=1,
+def score_run(run_dir, dataset=None, fold=None, *, data_dir=None, split="test", batch_size=64, n_jobs=1,
               progress=True, return_predictions=False, cache_dir=None):
     """Accuracy of the run folder ``run_dir`` on ``split`` of ``dataset``/``fold``.
 
@@ -67,7 +115,17 @@ def score_run(run_dir, dataset=None, fold=None, data_dir=None, split="test", bat
         when ``model.keras`` does not hold the scaler).
     dataset, fold : optional
         Default: the run's own (``results.json``).
+    data_dir : str or Path, optional
+        Where the dataset is (:func:`audiodata.datasets.get_dataset`).
     split : {'train', 'validation', 'test'}
+    batch_size : int
+        Batch size of ``model.predict``.
+    n_jobs : int
+        Parallel feature-extraction jobs.
+    progress : bool
+        A feature-extraction progress bar on stderr.
+    return_predictions : bool
+        Also return the clips' ids, probabilities, labels and classes.
     cache_dir : str or Path, optional
         Feature cache (default ``$AUDIO_CACHE_DIR`` or ``~/.cache/audio-interpretability``).
 

@@ -189,7 +189,7 @@ def compile_for_run(model, config):
 FoldData = Fold
 
 
-def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
+def load_fold(dataset, fold, features="mel", *, data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
     """Load ``dataset``, extract (or read from the cache) its features and split fold ``fold``.
 
     The split follows Section 4.2: for cross-validated datasets the test fold is ``fold``
@@ -197,12 +197,34 @@ def load_fold(dataset, fold, features="mel", data_dir=None, cache_dir=None, n_jo
     Medley-solos-DB and Speech Commands have one official partition (``fold=1``). Every
     split must hold clips. Parameters, return value (a :class:`audioruns.folds.Fold`) and errors
     are those of :func:`audioruns.folds.load_fold`.
+
+    Parameters
+    ----------
+    dataset : str
+        Dataset name (a loader of :mod:`audiodata`).
+    fold : int
+        The test fold.
+    features : str
+        Feature set of the cache (``"mel"``, ``"mel_sb_cnn"``, ...).
+    data_dir, cache_dir : str or Path, optional
+        Where the datasets and the feature cache are.
+    n_jobs : int
+        Parallel feature-extraction jobs (-1: all cores).
+    progress : bool
+        Split sizes, warnings and a progress bar on stderr instead of silence.
+
+    Returns
+    -------
+    data : audioruns.folds.Fold
+        ``features`` ``[shape=(n_clips, T, F)]``, ``rows`` and ``targets`` (one-hot
+        ``[shape=(n_split, n_classes)]``) of the ``"train"``, ``"validation"`` and ``"test"`` splits,
+        and ``classes``.
     """
     return _load_fold(dataset, fold, features, validation=True, data_dir=data_dir, cache_dir=cache_dir,
                       n_jobs=n_jobs, progress=progress)
 
 
-def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, verbose=2, early_stopping=None,
+def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, *, verbose=2, early_stopping=None,
                   export=None):
     """:func:`audioruns.fit.fit_resumable` keeping the epoch with the highest ``monitor`` as ``model.keras``.
 
@@ -210,6 +232,32 @@ def fit_resumable(model, train_data, validation_data, run_dir, epochs, monitor, 
     authors' early stopping (``early_stopping`` epochs without a strict improvement; their
     ``considered_improvement: 0.0``). ``export(model)``, if given, is the model saved (its
     input normalisation attached). Returns ``(history DataFrame, epochs run by this call)``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A compiled model (:func:`compile_apnet`).
+    train_data, validation_data : keras.utils.PyDataset
+        Training and validation batches (:func:`fold_batches`).
+    run_dir : str or Path
+        Folder of the run: ``model.keras``, ``history.csv`` and the training backup.
+    epochs : int
+        Total number of epochs (those already completed included).
+    monitor : str
+        Logged metric that selects the kept epoch (:data:`APNET_MONITOR`, :data:`CLASSIFIER_MONITOR`).
+    verbose : int
+        Keras ``fit`` verbosity.
+    early_stopping : int, optional
+        Patience in epochs; None: no early stopping.
+    export : callable, optional
+        ``export(model)`` -> the model to save as ``model.keras``.
+
+    Returns
+    -------
+    history : pandas.DataFrame
+        One row per completed epoch (``history.csv``).
+    epochs_run : int
+        Epochs run by this call.
     """
     return _fit_resumable(model, train_data, run_dir, epochs, validation_data=validation_data, monitor=monitor,
                           keep_best="model", early_stopping=early_stopping, verbose=verbose, export=export)
@@ -231,6 +279,13 @@ def training_settings(model_name, config):
       :class:`apnet.initializers.PrototypeClassKernel` (True, the authors' UrbanSound8K run)
       or from Glorot uniform (False, their other datasets); True if absent;
     * ``early_stopping`` -- patience in epochs (the authors' 100) or None (off, the default).
+
+    Parameters
+    ----------
+    model_name : str
+        ``"apnet"`` or a baseline of :data:`MODELS`.
+    config : dict
+        A dataset config of ``apnet/configs``.
 
     Returns
     -------
@@ -265,7 +320,22 @@ def training_settings(model_name, config):
 
 
 def make_scaler(normalizer):
-    """An unfitted scaler for a :data:`NORMALIZERS` name: ``MinMaxScaler((-1, 1))`` or ``StandardScaler()``."""
+    """An unfitted scaler for a :data:`NORMALIZERS` name: ``MinMaxScaler((-1, 1))`` or ``StandardScaler()``.
+
+    Parameters
+    ----------
+    normalizer : {"minmax", "standard"}
+
+    Returns
+    -------
+    scaler : audiodata.features.MinMaxScaler or audiodata.features.StandardScaler
+        Not fitted.
+
+    Raises
+    ------
+    ValueError
+        ``normalizer`` is not one of :data:`NORMALIZERS`.
+    """
     if normalizer == "minmax":
         return MinMaxScaler(feature_range=(-1.0, 1.0))
     if normalizer == "standard":
@@ -282,6 +352,27 @@ def build_model(model_name, input_shape, n_classes, config):
 
     A baseline gets the keyword arguments of ``config["baseline_options"][model_name]``
     (e.g. ``{"sb_cnn": {"batch_norm_momentum": 0.9}}``), if the config has any.
+
+    Parameters
+    ----------
+    model_name : str
+        ``"apnet"`` or a baseline of :data:`MODELS`.
+    input_shape : tuple of int
+        ``(T, F)``, the shape of one input.
+    n_classes : int
+    config : dict
+        A dataset config (``n_prototypes``, ``n_filters``, ``kernel_size``, ``init_last_layer``,
+        ``baseline_options``).
+
+    Returns
+    -------
+    model : keras.Model
+        Not compiled.
+
+    Raises
+    ------
+    ValueError
+        ``config["init_last_layer"]`` is not a bool (APNet) or the model is unknown.
     """
     if model_name == "apnet":
         init_last_layer = config.get("init_last_layer", True)
@@ -298,20 +389,44 @@ def build_model(model_name, input_shape, n_classes, config):
 
 
 def feature_set(model_name, config):
-    """Feature set a model is trained on: ``config['features']`` for APNet, else the baseline's."""
+    """Feature set a model is trained on: ``config['features']`` for APNet, else the baseline's.
+
+    Parameters
+    ----------
+    model_name : str
+        ``"apnet"`` or a baseline of :data:`MODELS`.
+    config : dict
+        A dataset config (``features``, optional ``baseline_features``).
+
+    Returns
+    -------
+    str
+        Name of the feature set.
+    """
     if model_name == "apnet":
         return config["features"]
     return config.get("baseline_features", {}).get(model_name, BASELINE_FEATURES[model_name])
 
 
 def predict_classes(model, data):
-    """Class probabilities of ``model`` (its first output) over a :class:`FeatureBatches`."""
+    """Class probabilities of ``model`` (its first output) over a :class:`FeatureBatches`.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model whose first output is the class probabilities.
+    data : FeatureBatches or np.ndarray [shape=(n, T, F)]
+
+    Returns
+    -------
+    probabilities : np.ndarray [shape=(n, n_classes)]
+    """
     if len(model.outputs) > 1:
         model = keras.Model(model.inputs[0], model.outputs[0])
     return model.predict(data, verbose=0)
 
 
-def train_fold(config, dataset, fold, run_dir, model_name="apnet", data_dir=None, cache_dir=None, verbose=2,
+def train_fold(config, dataset, fold, run_dir, *, model_name="apnet", data_dir=None, cache_dir=None, verbose=2,
                progress=False):
     """Train and test one model on one fold, as Section 4.4 and the authors' configs prescribe; resumable.
 

@@ -18,7 +18,7 @@ from apnet.inspection import decode_prototypes, fully_connected_weights, reconst
 def decode(version, train, batch_size, scaler):
     """:func:`apnet.inspection.decode_prototypes` of ``version`` over the training rows ``train`` (cached in it)."""
     if "decoded" not in version.cache:
-        version.cache["decoded"] = decode_prototypes(version.model, train, batch_size, scaler)
+        version.cache["decoded"] = decode_prototypes(version.model, train, batch_size=batch_size, scaler=scaler)
     return version.cache["decoded"]
 
 

@@ -130,10 +130,23 @@ def save_model_atomic(model, path, **kwargs):
     (``os.replace``, atomic on POSIX and Windows); on any error the temporary file is removed
     and ``path`` is untouched.
 
+    Parameters
+    ----------
+    model : keras.Model
+    path : str or Path
+        ``*.keras``, ``*.h5`` or ``*.weights.h5``.
+    **kwargs
+        Options of ``model.save`` (none for ``*.weights.h5``).
+
     Returns
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    TypeError
+        ``kwargs`` given for a ``*.weights.h5`` file.
     """
     path = Path(path)
     suffix = _suffix(path)
@@ -145,7 +158,18 @@ def save_model_atomic(model, path, **kwargs):
 
 
 def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``)."""
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``).
+
+    Parameters
+    ----------
+    path : str or Path
+    text : str
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     path = Path(path)
 
     def write(tmp):
@@ -196,6 +220,15 @@ def model_file_problem(path):
 
     ``.keras``: a zip archive whose members all pass their CRC check and that holds
     ``config.json``; ``.h5`` / ``.weights.h5``: an HDF5 file whose datasets can all be read.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.keras``, ``.h5`` or ``.weights.h5`` file.
+
+    Returns
+    -------
+    str or None
     """
     path = Path(path)
     try:
@@ -241,6 +274,16 @@ _LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 def load_model_file(path, **kwargs):
     """``keras.models.load_model(path, **kwargs)`` with a clear error for a missing or damaged file.
 
+    Parameters
+    ----------
+    path : str or Path
+    **kwargs
+        Options of :func:`keras.models.load_model` (``compile``, ``custom_objects``, ...).
+
+    Returns
+    -------
+    model : keras.Model
+
     Raises
     ------
     audioruns.errors.ModelFileError
@@ -256,8 +299,26 @@ def load_model_file(path, **kwargs):
         raise ModelFileError(path, f"cannot load model file {path} ({type(err).__name__}: {err})") from err
 
 
-def load_weights_file(model, path, kind="weights file"):
-    """``model.load_weights(path)`` with :class:`~audioruns.errors.ModelFileError` for a missing or damaged file."""
+def load_weights_file(model, path, *, kind="weights file"):
+    """``model.load_weights(path)`` with :class:`~audioruns.errors.ModelFileError` for a missing or damaged file.
+
+    Parameters
+    ----------
+    model : keras.Model
+    path : str or Path
+    kind : str
+        What the file is, for the messages.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    audioruns.errors.ModelFileError
+        The file is missing, truncated or corrupt, or Keras cannot load it into ``model``.
+    """
     path = _check_readable(path, kind)
     try:
         model.load_weights(path)
@@ -285,13 +346,39 @@ def seed_generator_states(model):
 
     ``model.save_weights`` does not save them (a ``Dropout`` layer has no weights), so a
     model restored from its weights alone draws other dropout masks than the run it resumes.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    list of list of int
     """
     return [[int(v) for v in np.asarray(keras.ops.convert_to_numpy(g.state.value)).ravel()]
             for g in _seed_generators(model)]
 
 
-def set_seed_generator_states(model, states, source="the backup"):
-    """Restore :func:`seed_generator_states` into ``model`` (same architecture)."""
+def set_seed_generator_states(model, states, *, source="the backup"):
+    """Restore :func:`seed_generator_states` into ``model`` (same architecture).
+
+    Parameters
+    ----------
+    model : keras.Model
+    states : list of list of int
+        As returned by :func:`seed_generator_states`.
+    source : str
+        Where ``states`` come from, for the message.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    audioruns.errors.ModelFileError
+        ``states`` does not hold one state per random generator of ``model``.
+    """
     generators = _seed_generators(model)
     if len(generators) != len(states):
         raise ModelFileError(source, f"{source} holds {len(states)} random-generator states, the model "
@@ -307,6 +394,19 @@ def read_backup(backup_dir):
     """The committed metadata of a backup folder (dict with ``epoch``), or None when there is none.
 
     Raises :class:`~audioruns.errors.ModelFileError` when the metadata cannot be read.
+
+    Parameters
+    ----------
+    backup_dir : str or Path
+
+    Returns
+    -------
+    dict or None
+
+    Raises
+    ------
+    audioruns.errors.ModelFileError
+        The metadata file is unreadable or has no integer ``epoch``.
     """
     path = Path(backup_dir) / BACKUP_METADATA
     if not path.is_file():
@@ -321,7 +421,16 @@ def read_backup(backup_dir):
 
 
 def completed_epochs(backup_dir):
-    """Number of epochs saved in a backup folder (:class:`AtomicBackupAndRestore` or Keras'; 0 if none)."""
+    """Number of epochs saved in a backup folder (:class:`AtomicBackupAndRestore` or Keras'; 0 if none).
+
+    Parameters
+    ----------
+    backup_dir : str or Path
+
+    Returns
+    -------
+    int
+    """
     state = read_backup(backup_dir)
     return 0 if state is None else int(state["epoch"])
 

@@ -46,6 +46,21 @@ def shipped_config(package, dataset):
 
     Raises :class:`~audiodata.errors.ParameterError`, naming the datasets that have a config, when the file
     does not exist.
+
+    Parameters
+    ----------
+    package : str
+        ``"apnet"`` or ``"l2i"``.
+    dataset : str
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``package`` is not installed, or it has no config for ``dataset``.
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -60,7 +75,23 @@ def shipped_config(package, dataset):
 
 
 def config_file(text):
-    """``type=`` of ``--config``: the path of an existing file (argparse refuses any other with its name)."""
+    """``type=`` of ``--config``: the path of an existing file (argparse refuses any other with its name).
+
+    Parameters
+    ----------
+    text : str
+        The argument of ``--config``.
+
+    Returns
+    -------
+    str
+        ``text``.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        ``text`` is not an existing file.
+    """
     import argparse
 
     if not Path(text).is_file():
@@ -69,7 +100,18 @@ def config_file(text):
 
 
 def add_config_options(parser, package):
-    """Add ``--config PATH`` (replaces the shipped ``<package>/configs/<dataset>.yaml``) and ``--print-config``."""
+    """Add ``--config PATH`` (replaces the shipped ``<package>/configs/<dataset>.yaml``) and ``--print-config``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    package : str
+        Named in the help.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("--config", type=config_file, default=None, metavar="PATH",
                         help=f"YAML config replacing the one shipped with the package "
                              f"({package}/configs/<dataset>.yaml)")
@@ -79,7 +121,16 @@ def add_config_options(parser, package):
 
 
 def add_verbose_option(parser):
-    """Add ``--verbose {0,1,2}`` (Keras ``fit`` verbosity, default 2)."""
+    """Add ``--verbose {0,1,2}`` (Keras ``fit`` verbosity, default 2).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
                         help="Keras fit verbosity")
     return parser
@@ -91,6 +142,18 @@ def add_run_options(parser, datasets, package):
     ``--dataset`` (required, one of ``datasets``), ``--fold`` (default 1), ``--data-dir``, ``--cache-dir``,
     ``--output`` (default ``runs``), ``--config PATH``, ``--print-config`` and ``--seed`` (overrides the
     config's).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    datasets : sequence of str
+        Choices of ``--dataset``.
+    package : str
+        Whose shipped configs ``--config`` replaces.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
     """
     parser.add_argument("--dataset", required=True, choices=list(datasets))
     parser.add_argument("--fold", type=argtypes.positive_int, default=1)
@@ -102,7 +165,25 @@ def add_run_options(parser, datasets, package):
 
 
 def show_config(args, path, config):
-    """With ``--print-config``: print ``# PATH`` and ``config`` as YAML on stdout, then exit with status 0."""
+    """With ``--print-config``: print ``# PATH`` and ``config`` as YAML on stdout, then exit with status 0.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+    path : str or Path
+        Path of the config, printed as a comment.
+    config : dict
+
+    Returns
+    -------
+    None
+        When ``--print-config`` was not given.
+
+    Raises
+    ------
+    SystemExit
+        With status 0, after printing, when ``--print-config`` was given.
+    """
     if getattr(args, "print_config", False):
         import yaml
 
@@ -116,6 +197,19 @@ def load_run_config(args, load, locate):
 
     With ``--print-config`` print it (:func:`show_config`; its path is ``args.config`` or
     ``locate(args.dataset)``, the shipped file) and exit.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        With ``dataset``, ``config``, ``seed`` (and ``print_config``).
+    load : callable
+        ``load(dataset, path)`` -> config dict (path None: the shipped one).
+    locate : callable
+        ``locate(dataset)`` -> path of the shipped config.
+
+    Returns
+    -------
+    config : dict
     """
     config = load(args.dataset, args.config)
     if args.seed is not None:
@@ -125,7 +219,12 @@ def load_run_config(args, load, locate):
 
 
 def command_line():
-    """The command line of this process, as ``results.json`` records it."""
+    """The command line of this process, as ``results.json`` records it.
+
+    Returns
+    -------
+    str
+    """
     return " ".join([sys.executable] + sys.argv)
 
 
@@ -134,6 +233,20 @@ def finish_run(run_dir, results, start, files):
 
     Write them to ``run_dir/results.json`` (atomically), say ``run folder: RUN_DIR (files)`` on stderr and
     print the results but their ``config`` on stdout.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    results : dict
+        Updated in place.
+    start : float
+        A ``time.perf_counter()`` value.
+    files : str
+        What the run folder holds, for the message.
+
+    Returns
+    -------
+    results : dict
     """
     from audioruns.checkpoints import write_text_atomic
 
@@ -144,8 +257,19 @@ def finish_run(run_dir, results, start, files):
     return results
 
 
-def existing_folder(path, what="results folder"):
-    """``Path(path)`` when it is a folder; else None, after ``error: <what> PATH does not exist`` on stderr."""
+def existing_folder(path, *, what="results folder"):
+    """``Path(path)`` when it is a folder; else None, after ``error: <what> PATH does not exist`` on stderr.
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        What the folder is, for the message.
+
+    Returns
+    -------
+    pathlib.Path or None
+    """
     path = Path(path)
     if path.is_dir():
         return path

@@ -66,6 +66,16 @@ def read_history(path):
     """Rows of ``history.csv`` as a DataFrame; none when it is missing or empty.
 
     (:class:`keras.callbacks.CSVLogger` creates the file before it writes the first row.)
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``history.csv`` file.
+
+    Returns
+    -------
+    history : pandas.DataFrame
+        One row per epoch; an empty frame with an ``epoch`` column when there is none.
     """
     try:
         return pd.read_csv(path)
@@ -144,6 +154,14 @@ def best_checkpoint(run_dir):
     """``{"epoch", "value", "monitor"}`` of the weights :class:`KeepBestWeights` kept in ``run_dir`` (None: none).
 
     ``epoch`` is 0-based, as the ``epoch`` column of ``history.csv``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+
+    Returns
+    -------
+    dict or None
     """
     path = Path(run_dir) / BEST_JSON
     if not (path.is_file() and (Path(run_dir) / BEST_WEIGHTS).is_file()):

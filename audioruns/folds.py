@@ -56,12 +56,38 @@ def split_fold(ds, fold, *, validation):
     Cross-validated datasets (:class:`audiodata.datasets.FoldDataset`) test on ``fold`` and,
     with ``validation``, validate on the next fold (APNet, Section 4.2; L2I trains on all the
     other folds); the others have one official partition (``fold`` must be 1).
+
+    Parameters
+    ----------
+    ds : audiodata.datasets.Dataset
+    fold : int
+    validation : bool
+        Hold out a validation fold (cross-validated datasets).
+
+    Returns
+    -------
+    dict
+        Split name -> pandas.DataFrame of its clips.
     """
     return ds.split(fold, validation=validation) if isinstance(ds, FoldDataset) else ds.split(fold)
 
 
 def fold_targets(ds, part, *, mask_unlabelled=True, dtype=np.float32):
-    """Targets of the clips of ``part``: ``(len(part), K)``, NaN where ``ds.label_mask`` says not annotated."""
+    """Targets of the clips of ``part``: ``(len(part), K)``, NaN where ``ds.label_mask`` says not annotated.
+
+    Parameters
+    ----------
+    ds : audiodata.datasets.Dataset
+    part : pandas.DataFrame
+        Clips of ``ds``.
+    mask_unlabelled : bool
+        Put NaN where a label is not annotated.
+    dtype : np.dtype
+
+    Returns
+    -------
+    targets : np.ndarray [shape=(len(part), K)]
+    """
     targets = np.array(ds.targets(part), dtype=dtype)
     if mask_unlabelled:
         targets[~np.asarray(ds.label_mask(part), dtype=bool)] = np.nan

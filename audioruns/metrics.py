@@ -70,6 +70,12 @@ def accuracy(probabilities, labels, *, normalize=True):
     -------
     accuracy : float in [0, 1], or int if not ``normalize``
 
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``probabilities`` is not of shape ``(N, n_classes)``, or ``labels`` is neither class
+        indices of shape ``(N,)`` nor targets of the shape of ``probabilities``.
+
     Examples
     --------
     >>> accuracy(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 1, 1]))
@@ -113,6 +119,12 @@ def average_precision(y_true, y_score, *, average="macro", ignore=(), mask=None)
         are left out with a warning naming them; a class whose samples are all
         positive has AP 1. :class:`~audiodata.errors.ParameterError` when no class has a
         positive.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        Arrays of the wrong shape, ``average`` not ``'macro'`` or ``'micro'``, ``ignore``
+        indices outside ``[0, n_classes)``, or no positive label to score.
     """
     from sklearn.metrics import average_precision_score  # scikit-learn only where it is used
 
@@ -154,6 +166,11 @@ def top_k_agreement(reference, scores, *, k=1):
     agreement : float in [0, 1]
         Ties in ``scores`` count in favour: the reference class is in the top ``k``
         when fewer than ``k`` classes score strictly higher.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        Arrays of the wrong shape, or ``k`` not an integer in ``[1, n_classes]``.
     """
     scores = _as_matrix(scores, "scores")
     reference = _as_matrix(reference, "reference", *scores.shape)

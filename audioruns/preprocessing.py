@@ -308,6 +308,11 @@ def attach_scaler(model, scaler):
         Input: unscaled features of ``model``'s input shape; outputs: ``model``'s. When
         ``model`` is compiled, so is the result, with the same loss, metrics and optimizer
         (its state included), so the saved file keeps the optimizer state as the bare model's did.
+
+    Raises
+    ------
+    ValueError
+        The model's optimizer state does not match its trainable variables.
     """
     scaled = ScaledModel(model, scaler)
     optimizer = getattr(model, "optimizer", None)
@@ -332,6 +337,15 @@ def detach_scaler(model):
     Undoes :func:`attach_scaler`: for a :class:`ScaledModel` (or a functional model whose layers
     are an input, a :class:`FeatureScaler` and a model) returns the model on scaled inputs and
     :meth:`FeatureScaler.to_scaler`; any other model comes back unchanged with ``None``.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    model : keras.Model
+    scaler : fitted scaler or None
     """
     layers = getattr(model, "layers", [])
     if (len(layers) == 3 and isinstance(layers[1], FeatureScaler) and isinstance(layers[2], keras.Model)
@@ -340,7 +354,7 @@ def detach_scaler(model):
     return model, None
 
 
-def load_scaled_model(path, scaler_file=SCALER_FILE, require_scaler=True, **kwargs):
+def load_scaled_model(path, *, scaler_file=SCALER_FILE, require_scaler=True, **kwargs):
     """Read a run's model file in either layout: ``(model on scaled inputs, scaler)``.
 
     * New layout: ``path`` holds a :class:`ScaledModel` (the scaler inside): the trained model and

@@ -57,7 +57,24 @@ class Run:
 
 
 def run_directory(output, family, dataset, fold, seed, *, create=True):
-    """``<output>/<family>/<dataset>/fold<N>/seed<S>`` (created unless ``create=False``)."""
+    """``<output>/<family>/<dataset>/fold<N>/seed<S>`` (created unless ``create=False``).
+
+    Parameters
+    ----------
+    output : str or Path
+        Root of the runs.
+    family : str
+        ``"apnet"``, ``"l2i"``, ...
+    dataset : str
+    fold : int
+    seed : int
+    create : bool
+        Create the folder (and its parents).
+
+    Returns
+    -------
+    pathlib.Path
+    """
     path = Path(output) / family / dataset / f"fold{int(fold)}" / f"seed{int(seed)}"
     if create:
         path.mkdir(parents=True, exist_ok=True)
@@ -69,6 +86,14 @@ def locate(path):
 
     ``path`` is resolved first; ``fold`` and ``seed`` are ints, ``system`` None for a run
     folder without systems (APNet's).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict or None
     """
     match = _LOCATION.search(Path(path).resolve().as_posix())
     if match is None:
@@ -80,6 +105,14 @@ def locate(path):
 
 def read_results(run_dir):
     """The ``results.json`` of ``run_dir`` as a dict; ``{}`` when there is none.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+
+    Returns
+    -------
+    dict
 
     Raises
     ------
@@ -99,12 +132,33 @@ def write_results(path, results):
     """Write ``results`` as indented JSON with sorted keys, atomically (temporary file, fsync, rename).
 
     NumPy numbers are written as floats.
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSON file to write.
+    results : dict
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     write_text_atomic(path, json.dumps(results, indent=2, sort_keys=True, default=float))
 
 
 def plain(value):
-    """JSON-stable copy: tuples as lists, NumPy scalars as Python numbers, dict keys sorted strings."""
+    """JSON-stable copy: tuples as lists, NumPy scalars as Python numbers, dict keys sorted strings.
+
+    Parameters
+    ----------
+    value : object
+        Dicts, lists, tuples, NumPy scalars and JSON values, nested.
+
+    Returns
+    -------
+    object
+    """
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
@@ -115,13 +169,38 @@ def plain(value):
 
 
 def identity_hash(identity):
-    """First 8 hex digits of the SHA-1 of the canonical JSON of ``identity``."""
+    """First 8 hex digits of the SHA-1 of the canonical JSON of ``identity``.
+
+    Parameters
+    ----------
+    identity : dict
+
+    Returns
+    -------
+    str
+    """
     text = json.dumps(plain(identity), sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def write_identity(folder, identity):
-    """Write ``folder/identity.json``; refuse (:class:`ParameterError`) if it holds another identity."""
+    """Write ``folder/identity.json``; refuse (:class:`ParameterError`) if it holds another identity.
+
+    Parameters
+    ----------
+    folder : str or Path
+    identity : dict
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder/identity.json``.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``folder`` holds another identity.
+    """
     folder = Path(folder)
     existing = read_identity(folder)
     if existing is not None and existing != plain(identity):
@@ -133,7 +212,16 @@ def write_identity(folder, identity):
 
 
 def read_identity(folder):
-    """The identity stored in ``folder`` (``identity.json``, else ``results.json``'s ``identity``), or None."""
+    """The identity stored in ``folder`` (``identity.json``, else ``results.json``'s ``identity``), or None.
+
+    Parameters
+    ----------
+    folder : str or Path
+
+    Returns
+    -------
+    dict or None
+    """
     folder = Path(folder)
     for name, key in (("identity.json", None), ("results.json", "identity")):
         path = folder / name

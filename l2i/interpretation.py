@@ -101,6 +101,11 @@ def relevance(z, theta, c):
         All zeros for a row whose contributions are all zero.
         Keras layout: ``theta`` is the ``(K, n_classes)`` kernel; transpose a PyTorch ``(n_classes, K)`` weight.
 
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``z``, ``theta`` or ``c`` of the wrong shape, or a class index outside ``[0, n_classes)``.
+
     Examples
     --------
     >>> relevance(np.array([1.0, 2.0, 0.5]), np.array([[1.0], [-1.0], [2.0]]), 0)
@@ -148,6 +153,11 @@ def relevant_components(r, tau):
     Returns
     -------
     components : np.ndarray [shape=(|L|,)] of int, sorted, or a list of them (one per row)
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``tau`` outside ``[0, 1)`` or ``r`` not of shape ``(K,)`` or ``(B, K)``.
     """
     tau = float(tau)
     if not 0.0 <= tau < 1.0:
@@ -216,7 +226,7 @@ def _check_components(components, n_components):
     return comps
 
 
-def soft_mask(W, H, components=None, eps=1e-10):
+def soft_mask(W, H, components=None, *, eps=1e-10):
     """Sum of the soft masks of ``components`` (Algorithm 1, line 3).
 
     ``M_L = sum_{k in L} M_k = (sum_{k in L} V_k + eps |L| / K) / (sum_l V_l + eps)``
@@ -236,6 +246,12 @@ def soft_mask(W, H, components=None, eps=1e-10):
     Returns
     -------
     M : np.ndarray [shape=(T, F)], float64, values in [0, 1]
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``eps`` <= 0, ``W``/``H`` of the wrong shape, not finite or negative, or ``components``
+        that are not distinct indices in ``[0, K)``.
     """
     if not eps > 0:
         raise ParameterError(f"eps must be positive, got {eps}")
@@ -253,7 +269,7 @@ def _masked_logmag(X, mask, mask_domain):
     return np.log1p(mask * np.expm1(X))
 
 
-def interpretation_spectrogram(X, W, H, components, mask_domain="logmag", eps=1e-10):
+def interpretation_spectrogram(X, W, H, components, *, mask_domain="logmag", eps=1e-10):
     """``X_int = sum_{k in L} X_k``, the masked spectrogram of ``components`` (Algorithm 1, lines 3 and 6).
 
     Parameters
@@ -276,10 +292,10 @@ def interpretation_spectrogram(X, W, H, components, mask_domain="logmag", eps=1e
     _check_domain(mask_domain)
     X = _check_spectrogram(X, W)
     W, H = _check_dictionary(W, H, n_frames=X.shape[0], n_bins=X.shape[1])
-    return _masked_logmag(X, soft_mask(W, H, components, eps), mask_domain)
+    return _masked_logmag(X, soft_mask(W, H, components, eps=eps), mask_domain)
 
 
-def remove_components(X, W, H, components, mask_domain="logmag", eps=1e-10):
+def remove_components(X, W, H, components, *, mask_domain="logmag", eps=1e-10):
     """``X_2 = X - sum_{l in L} X_l``: the input with ``components`` removed (L2I, Sec. IV-C).
 
     Equal to ``(1 - M_L) * X`` in the mask domain, i.e. the interpretation
@@ -301,7 +317,7 @@ def remove_components(X, W, H, components, mask_domain="logmag", eps=1e-10):
     _check_domain(mask_domain)
     X = _check_spectrogram(X, W)
     W, H = _check_dictionary(W, H, n_frames=X.shape[0], n_bins=X.shape[1])
-    keep = 1.0 - soft_mask(W, H, components, eps)
+    keep = 1.0 - soft_mask(W, H, components, eps=eps)
     return _masked_logmag(X, np.clip(keep, 0.0, 1.0), mask_domain)
 
 
@@ -354,7 +370,7 @@ def interpret(X, phase, W, H, components, *, stft, length=None, mask_domain="log
     """
     X = _check_spectrogram(X, W, phase)
     _check_stft(stft, X)
-    X_int = interpretation_spectrogram(X, W, H, components, mask_domain, eps)
+    X_int = interpretation_spectrogram(X, W, H, components, mask_domain=mask_domain, eps=eps)
     return stft.invert(X_int, phase, length=length)
 
 
@@ -397,7 +413,7 @@ def removal_audio(X, phase, W, H, components, *, stft, length=None, mask_domain=
     """
     X = _check_spectrogram(X, W, phase)
     _check_stft(stft, X)
-    X_2 = remove_components(X, W, H, components, mask_domain, eps)
+    X_2 = remove_components(X, W, H, components, mask_domain=mask_domain, eps=eps)
     return stft.invert(X_2, phase, length=length)
 
 
@@ -435,6 +451,11 @@ def write_interpretation(folder, X, phase, W, H, components, *, stft, relevance=
     -------
     paths : dict
         ``{"interpretation": Path, "components": {k: Path}, "figure": Path}``.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        An input refused by :func:`interpret`, or an ``stft`` without a sample rate.
     """
     folder = Path(folder)
     X = _check_spectrogram(X, W, phase)
@@ -442,7 +463,7 @@ def write_interpretation(folder, X, phase, W, H, components, *, stft, relevance=
     if stft.sr is None:
         raise ParameterError("write_interpretation needs the sample rate: give stft an sr")
     comps = _check_components(components, np.shape(W)[1])
-    X_int = interpretation_spectrogram(X, W, H, comps, mask_domain, eps)
+    X_int = interpretation_spectrogram(X, W, H, comps, mask_domain=mask_domain, eps=eps)
     x_int = stft.invert(X_int, phase, length=length)
     paths = {"interpretation": write_audio(folder / "interpretation.wav", x_int, stft.sr), "components": {}}
     for k, x_k in zip(comps, component_audio(X, phase, W, H, comps, stft=stft, length=length,

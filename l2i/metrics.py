@@ -217,6 +217,12 @@ def threshold_auprc(y_true, y_score, average="macro", thresholds=PRC_THRESHOLDS,
         For 'macro', classes without a positive target are left out with a warning (the
         authors' recall is 0/0 = NaN there, which makes their mean NaN);
         :class:`ParameterError` when no (kept) class has one.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``average`` is not ``'macro'`` or ``'micro'``, ``thresholds`` are not numbers in
+        ``[0, 1]``, or ``y_true`` has no positive label.
     """
     if average not in ("macro", "micro"):
         raise ParameterError(f"average must be 'macro' or 'micro', got {average!r}")
@@ -238,7 +244,7 @@ def threshold_auprc(y_true, y_score, average="macro", thresholds=PRC_THRESHOLDS,
     return float(np.mean([_area(recall[:, i], precision[:, has_pos][:, i]) for i in range(recall.shape[1])]))
 
 
-def threshold_max_f1(y_true, y_score, thresholds=PRC_THRESHOLDS, ignore=()):
+def threshold_max_f1(y_true, y_score, *, thresholds=PRC_THRESHOLDS, ignore=()):
     """The authors' max-F1: the largest micro F1 over the points of :func:`threshold_auprc`'s micro curve.
 
     ``calc_PRC_metrics`` (l. 994-999): ``F1 = 2 P R / (P + R)`` on the pooled precision and
@@ -252,6 +258,11 @@ def threshold_max_f1(y_true, y_score, thresholds=PRC_THRESHOLDS, ignore=()):
     Returns
     -------
     f1 : float in [0, 1]
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``thresholds`` are not numbers in ``[0, 1]``, or ``y_true`` has no positive label.
     """
     y_score = _as_matrix(y_score, "y_score")
     y_true = _check_binary(_as_matrix(y_true, "y_true", *y_score.shape), "y_true")
@@ -284,6 +295,11 @@ def max_f1(y_true, y_score, average="micro", ignore=()):
     Returns
     -------
     f1 : float in [0, 1]
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``average`` is not ``'macro'`` or ``'micro'``.
     """
     if average not in ("macro", "micro"):
         raise ParameterError(f"average must be 'macro' or 'micro', got {average!r}")
@@ -335,6 +351,11 @@ def weighted_f1(y_true, y_pred, mask=None, ignore=(), return_per_class=False):
     score : float
         Mean over classes with at least one annotated sample.
     per_class : np.ndarray [shape=(n_kept,)], only if ``return_per_class``
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``mask`` leaves no annotated label.
     """
     y_true = _check_binary(_as_matrix(y_true, "y_true"), "y_true")
     y_pred = _check_binary(_as_matrix(y_pred, "y_pred", *y_true.shape), "y_pred")
@@ -360,7 +381,18 @@ def weighted_f1(y_true, y_pred, mask=None, ignore=(), return_per_class=False):
 
 # --------------------------------------------------------------------------- each dataset's scores
 def ignored_classes(dataset, classes):
-    """Indices of ``classes`` left out of the class-wise fidelity metrics and of faithfulness (Sec. V-A)."""
+    """Indices of ``classes`` left out of the class-wise fidelity metrics and of faithfulness (Sec. V-A).
+
+    Parameters
+    ----------
+    dataset : str
+    classes : sequence of str
+        Class names, index = label.
+
+    Returns
+    -------
+    tuple of int
+    """
     names = IGNORED_CLASSES.get(dataset, ())
     return tuple(i for i, c in enumerate(classes) if c in names)
 
@@ -370,6 +402,16 @@ def target_thresholds(dataset, classes):
 
     SONYC-UST: :data:`SONYC_UST_TARGET_THRESHOLDS` (the authors'); other datasets, or
     class names not in it: 0.5.
+
+    Parameters
+    ----------
+    dataset : str
+    classes : sequence of str
+        Class names, index = label.
+
+    Returns
+    -------
+    thresholds : np.ndarray [shape=(n_classes,)]
     """
     table = _TARGET_THRESHOLDS.get(dataset, {})
     return np.array([table.get(c, 0.5) for c in classes], dtype=np.float64)
@@ -512,6 +554,12 @@ def removal_drops(classify, X, phase, W, H, requests, *, stft, x=None, length=No
     Returns
     -------
     ff : np.ndarray [shape=(len(requests),)], float64
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``classify`` does not return probabilities of shape ``(n_signals, n_classes)``, ``x`` is
+        not mono, or a class ``c`` outside ``[0, n_classes)``.
     """
     X = _check_spectrogram(X, W, phase)
     _check_stft(stft, X)
@@ -589,6 +637,11 @@ def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, stft, x=None, le
     ff : np.ndarray [shape=(len(taus),)], float64
     n_removed : np.ndarray [shape=(len(taus),)], int
         ``|L_{c,x}|`` at each threshold (its mean sets the Random Baseline's size).
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``r`` is not of shape ``(K,)``; or what :func:`removal_drops` refuses.
     """
     r = np.asarray(r)
     if r.shape != (np.shape(W)[1],):
@@ -599,7 +652,7 @@ def faithfulness_sweep(classify, X, phase, W, H, r, c, taus, *, stft, x=None, le
     return ff, np.array([len(s) for s in sets])
 
 
-def random_components(n_components, size, exclude=(), seed=None):
+def random_components(n_components, size, *, exclude=(), seed=None):
     """``size`` distinct components drawn uniformly among those not in ``exclude`` (Random Baseline, Sec. IV-C).
 
     Parameters
@@ -615,6 +668,11 @@ def random_components(n_components, size, exclude=(), seed=None):
     Returns
     -------
     components : np.ndarray [shape=(size,)] of int, sorted
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``size`` is not an integer in ``[0, n_components - len(exclude)]``.
     """
     exclude = _check_components(list(exclude), n_components)
     pool = np.setdiff1d(np.arange(n_components), exclude)
@@ -639,6 +697,11 @@ def random_baseline_size(n_removed, classes=None):
     -------
     size : int, or dict {class: int} if ``classes`` is given
         ``int(round(mean))`` (Python's rounding: halves to even); 0 for an empty set.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``classes`` is not of the shape of ``n_removed``.
     """
     n_removed = np.asarray(n_removed, dtype=np.float64).ravel()
     if classes is None:
@@ -649,7 +712,7 @@ def random_baseline_size(n_removed, classes=None):
     return {int(c): int(round(n_removed[classes == c].mean())) for c in np.unique(classes)}
 
 
-def random_baseline_components(n_components, n_remove, relevant, seed=None):
+def random_baseline_components(n_components, n_remove, relevant, *, seed=None):
     """The components the Random Baseline removes: ``n_remove`` drawn among the non-relevant ones (Sec. IV-C).
 
     Fewer when fewer than ``n_remove`` components are not in ``relevant`` (then all of them).
@@ -705,7 +768,7 @@ def random_baseline(classify, X, phase, W, H, c, relevant, n_remove=None, *, stf
     return ff, removed
 
 
-def ff_median(ff, classes=None, ignore=()):
+def ff_median(ff, classes=None, *, ignore=()):
     """``FF_median``: the median of ``FF_x`` over a set, NaN values left out (Sec. IV-C).
 
     Parameters
@@ -722,6 +785,11 @@ def ff_median(ff, classes=None, ignore=()):
     -------
     median : float or np.ndarray [shape=(n_taus,)], or dict {class: median} if ``classes`` is given
         NaN for an empty set (or only NaN values).
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``ff`` is not of shape ``(N,)`` or ``(N, n_taus)``, or ``classes`` is not of shape ``(N,)``.
     """
     ff = np.asarray(ff, dtype=np.float64)
     if ff.ndim not in (1, 2):

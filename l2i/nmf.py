@@ -113,6 +113,22 @@ def l1_from_sparsity(sparsity):
     ``l1 = 2 * sparsity``: see "Scale of the sparsity weight" in the module docstring.
     The L2I authors' dictionaries ``..._sp0.8_...`` correspond to ``l1 = 1.6``.
 
+    Parameters
+    ----------
+    sparsity : float
+        Le Roux et al.'s sparsity weight, >= 0.
+
+    Returns
+    -------
+    l1 : float
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``sparsity`` is not a finite number >= 0.
+
+    Examples
+    --------
     >>> l1_from_sparsity(0.8)
     1.6
     """
@@ -159,6 +175,7 @@ def nmf_objective(X, W, H, l1=0.0):
 def learn_dictionary(
     X,
     n_components,
+    *,
     l1=0.1,
     n_iter=200,
     seed=0,
@@ -294,6 +311,7 @@ def learn_dictionary(
 def nmf_activations(
     X,
     W,
+    *,
     l1=0.1,
     n_iter=200,
     seed=0,
@@ -330,6 +348,12 @@ def nmf_activations(
         The activations.
     history : dict
         As in :func:`learn_dictionary`.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        An ``H_init`` of the wrong shape, not finite or negative; ``X`` empty, not finite or
+        negative; ``W`` of the wrong shape; a bad ``l1``, ``tol``, ``eps``, ``dtype`` or ``callback``.
 
     Examples
     --------
@@ -385,6 +409,11 @@ def save_dictionary(path, W, params=None):
     -------
     npy_path, json_path : pathlib.Path
         The two files written.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``W`` is not 2-D, or ``params`` is not JSON-serialisable.
 
     Examples
     --------
@@ -616,6 +645,11 @@ def check_matrix(part, where, size, *, axis, layout, what, first):
     -------
     int
         ``part.shape[axis]``.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``part`` is not 2-D (``layout``) or its size along ``axis`` differs from ``size``.
     """
     if part.ndim != 2:
         raise ParameterError(f"{where} must be a {layout}, got shape {part.shape}")

@@ -90,7 +90,22 @@ _RUN_PATTERN = re.compile(r"l2i/(?P<dataset>[^/]+)/fold(?P<fold>\d+)/seed(?P<see
 
 # --------------------------------------------------------------------------- checks
 def check_tau(tau):
-    """``tau`` as a float in ``[0, 1)`` (Sec. III-E), or :class:`ParameterError` naming it."""
+    """``tau`` as a float in ``[0, 1)`` (Sec. III-E), or :class:`ParameterError` naming it.
+
+    Parameters
+    ----------
+    tau : float or str
+        Relevance threshold.
+
+    Returns
+    -------
+    tau : float
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``tau`` is not a number in ``[0, 1)``.
+    """
     try:
         value = float(tau)
     except (TypeError, ValueError):
@@ -101,7 +116,21 @@ def check_tau(tau):
 
 
 def dataset_classes(dataset):
-    """Class names of ``dataset`` (no data needed), index = label."""
+    """Class names of ``dataset`` (no data needed), index = label.
+
+    Parameters
+    ----------
+    dataset : str
+
+    Returns
+    -------
+    classes : tuple of str
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        An unknown dataset, or one whose class names come from its data folder.
+    """
     if dataset == "esc10":
         return tuple(CLASSES[t] for t in ESC10_TARGETS)
     if dataset not in DATASETS:
@@ -253,6 +282,12 @@ def load_run(model_dir, dataset=None):
     Returns
     -------
     L2IRun
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        No such folder, no (or no single) ``interpreter.keras`` in it, a dataset that cannot be
+        told, or an interpreter whose number of classes differs from the dataset's.
     """
     path = _find_interpreter(model_dir)
     results = read_results(path)
@@ -281,7 +316,24 @@ def load_run(model_dir, dataset=None):
 
 
 def class_index(run, name):
-    """Index of class ``name`` (exact, case-insensitive, or an integer index) or :class:`ParameterError`."""
+    """Index of class ``name`` (exact, case-insensitive, or an integer index) or :class:`ParameterError`.
+
+    Parameters
+    ----------
+    run : L2IRun
+        Anything with ``classes`` and ``dataset``.
+    name : str or int, optional
+
+    Returns
+    -------
+    int or None
+        None when ``name`` is None.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        ``name`` is no class of ``run``.
+    """
     if name is None:
         return None
     text = str(name).strip()
@@ -294,7 +346,7 @@ def class_index(run, name):
 
 
 # --------------------------------------------------------------------------- one clip
-def load_clip(path, sr=44100, duration=5.0, start=0.0, peak_normalize=False, *, max_duration=None, header=None):
+def load_clip(path, sr=44100, duration=5.0, *, start=0.0, peak_normalize=False, max_duration=None, header=None):
     """Any audio file as one mono clip of ``duration`` seconds at ``sr`` Hz.
 
     Only the window ``[start, start + duration)`` of the file (WAV, FLAC, OGG) is
@@ -405,7 +457,7 @@ class Explanation:
         return paths
 
 
-def explain_signal(run, y, c=None, tau=0.1):
+def explain_signal(run, y, c=None, *, tau=0.1):
     """Predict and explain one clip already at ``run.sr`` and of ``run.duration`` seconds.
 
     Parameters
@@ -430,8 +482,21 @@ def explain_signal(run, y, c=None, tau=0.1):
                        relevance=r, components=relevant_components(r, tau), tau=tau)
 
 
-def interpret_file(run, path, class_name=None, tau=0.1, start=0.0, output=None):
+def interpret_file(run, path, class_name=None, *, tau=0.1, start=0.0, output=None):
     """:func:`load_clip` + :func:`explain_signal` (+ :meth:`Explanation.write` when ``output`` is given).
+
+    Parameters
+    ----------
+    run : L2IRun
+    path : str or Path
+        Any audio file (:func:`load_clip`).
+    class_name : str or int, optional
+        Class to interpret (:func:`class_index`); default the class predicted by ``f``.
+    tau : float in [0, 1)
+    start : float
+        Start of the clip in the file, in seconds.
+    output : str or Path, optional
+        Folder to write the explanation to.
 
     Returns
     -------
@@ -441,8 +506,9 @@ def interpret_file(run, path, class_name=None, tau=0.1, start=0.0, output=None):
     """
     tau = check_tau(tau)
     c = class_index(run, class_name)
-    y, info = load_clip(path, run.sr, run.duration, start, peak_normalize=run.logmag_params.get("peak_normalize"))
-    explanation = explain_signal(run, y, c, tau)
+    y, info = load_clip(path, run.sr, run.duration, start=start,
+                        peak_normalize=run.logmag_params.get("peak_normalize"))
+    explanation = explain_signal(run, y, c, tau=tau)
     if output is not None:
         title = f"{Path(path).name}: {run.classes[explanation.c]} (tau = {tau:g})"
         info["paths"] = explanation.write(output, title=title)
@@ -451,7 +517,22 @@ def interpret_file(run, path, class_name=None, tau=0.1, start=0.0, output=None):
 
 # --------------------------------------------------------------------------- evaluation
 def test_split(dataset, fold=1, data_dir=None):
-    """The test clips of ``fold``: DataFrame (``clip_id``, ``path``), targets (NaN = not annotated), classes."""
+    """The test clips of ``fold``: DataFrame (``clip_id``, ``path``), targets (NaN = not annotated), classes.
+
+    Parameters
+    ----------
+    dataset : str
+    fold : int
+    data_dir : str or Path, optional
+
+    Returns
+    -------
+    test : pandas.DataFrame
+        The test clips (``clip_id``, ``path``, ...), index ``0 .. n-1``.
+    targets : np.ndarray [shape=(n, C)]
+        One-hot or multi-hot float64 targets (NaN: not annotated).
+    classes : tuple of str
+    """
     ds = get_dataset(dataset, data_dir=data_dir)
     test = split_fold(ds, fold, validation=False)["test"].reset_index(drop=True)
     return test, fold_targets(ds, test, dtype=np.float64), tuple(ds.classes)
@@ -471,6 +552,19 @@ def task_scores(run, labels, probabilities, prefix=""):
     ESC: ``accuracy``; SONYC-UST: ``macro_auprc``, ``micro_auprc`` (every class, Table I / VIII);
     OpenMIC-2018: ``weighted_f1`` on the annotated labels (threshold 0.5). ``run``: anything with
     ``dataset``, ``classes``, ``multilabel`` (:func:`l2i.metrics.task_scores`).
+
+    Parameters
+    ----------
+    run : L2IRun
+    labels : np.ndarray [shape=(n, C)]
+    probabilities : np.ndarray [shape=(n, C)]
+    prefix : str
+        Prefix of the keys.
+
+    Returns
+    -------
+    dict
+        Metric name (with ``prefix``) -> float.
     """
     return metrics.task_scores(run.dataset, run.classes, run.multilabel, labels, probabilities, prefix=prefix)
 
@@ -478,7 +572,22 @@ def task_scores(run, labels, probabilities, prefix=""):
 def fidelity_scores(run, f, g):
     """Fidelity of ``g`` to ``f`` (Sec. IV-C, Table IV), :func:`l2i.metrics.fidelity_scores`: top-1/top-5
     (fractions, multi-class); the authors' macro/micro AUPRC and max-F1 over 11 thresholds plus ours
-    (``*_ap``, average precision) (SONYC-UST); weighted F1 (OpenMIC-2018)."""
+    (``*_ap``, average precision) (SONYC-UST); weighted F1 (OpenMIC-2018).
+
+    Parameters
+    ----------
+    run : L2IRun
+        Anything with ``dataset``, ``classes``, ``multilabel``.
+    f : np.ndarray [shape=(n, C)]
+        Classifier output.
+    g : np.ndarray [shape=(n, C)]
+        Interpreter output.
+
+    Returns
+    -------
+    dict
+        Metric name -> float.
+    """
     return metrics.fidelity_scores(run.dataset, run.classes, run.multilabel, f, g)
 
 
@@ -622,7 +731,7 @@ def _relevance_arrays(run, pairs, clip_ids):
             "classes": np.array(run.classes)}
 
 
-def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none", seed=0, max_clips=None,
+def evaluate_run(run, fold=1, *, data_dir=None, taus=DEFAULT_TAUS, corruption="none", seed=0, max_clips=None,
                  batch_size=16, progress=False):
     """Fidelity, accuracy, losses and faithfulness of a trained run on the test split (Sec. IV-C, V-A, V-B).
 
@@ -647,6 +756,8 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
         Evaluate only the first ``max_clips`` test clips (quick checks).
     batch_size : int
         Clips per forward pass in pass 1.
+    progress : bool
+        Print the number of clips done in each pass (every 10 clips).
 
     Returns
     -------
@@ -657,6 +768,12 @@ def evaluate_run(run, fold=1, data_dir=None, taus=DEFAULT_TAUS, corruption="none
         ``n_removed``, ``ff_random``, ``n_random``.
     relevances : dict of np.ndarray
         ``r`` (n_pairs, K), ``class_index`` (n_pairs,), ``clip_id`` (n_pairs,), for Fig. 5.
+
+    Raises
+    ------
+    audiodata.errors.ParameterError
+        An unknown ``corruption``, a ``tau`` outside ``[0, 1)``, or run classes that differ from
+        the dataset's.
     """
     taus = _check_evaluation(corruption, taus)
     start = time.perf_counter()
@@ -713,6 +830,10 @@ def _summarise(run, taus, rows, f, g, labels):
 def find_results(results_dir):
     """Every ``results.json`` below ``results_dir``, with what produced it.
 
+    Parameters
+    ----------
+    results_dir : str or Path
+
     Returns
     -------
     list of dict
@@ -761,7 +882,21 @@ def find_results(results_dir):
 
 
 def evaluation_folder(output, run, corruption="none", fold=None):
-    """``<output>/l2i/<dataset>/fold<N>/seed<S>/<mode>_<theta>/evaluation_<corruption>/`` (created)."""
+    """``<output>/l2i/<dataset>/fold<N>/seed<S>/<mode>_<theta>/evaluation_<corruption>/`` (created).
+
+    Parameters
+    ----------
+    output : str or Path
+        Root of the runs.
+    run : L2IRun
+    corruption : str
+    fold : int, optional
+        Default: the run's fold, else 1.
+
+    Returns
+    -------
+    folder : Path
+    """
     location = _location(run.path)
     fold = int(fold if fold is not None else (run.fold if run.fold is not None else 1))
     seed = int(location["seed"]) if location else int(run.results.get("seed", 0))

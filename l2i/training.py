@@ -67,7 +67,20 @@ __all__ = [
 
 
 def run_directory(output, dataset, fold, seed):
-    """``<output>/l2i/<dataset>/fold<N>/seed<S>`` (created; :func:`audioruns.runs.run_directory`)."""
+    """``<output>/l2i/<dataset>/fold<N>/seed<S>`` (created; :func:`audioruns.runs.run_directory`).
+
+    Parameters
+    ----------
+    output : str or Path
+        Root of the runs.
+    dataset : str
+    fold : int
+    seed : int
+
+    Returns
+    -------
+    run_dir : Path
+    """
     return _run_directory(output, "l2i", dataset, fold, seed)
 
 
@@ -88,7 +101,7 @@ class FoldFeatures(Fold):
         return self.others["logmag"]
 
 
-def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
+def load_fold(dataset, fold, *, data_dir=None, cache_dir=None, n_jobs=-1, progress=False):
     """Split ``dataset`` for ``fold`` and extract (or read from the cache) ``mel`` and ``logmag``.
 
     ESC-50 / ESC-10: test fold ``fold``, train on all other folds, no validation
@@ -97,6 +110,16 @@ def load_fold(dataset, fold, data_dir=None, cache_dir=None, n_jobs=-1, progress=
     float32, with NaN where ``label_mask`` says a label is not annotated (OpenMIC).
     See :func:`audioruns.folds.load_fold` for the parameters (``progress``: split sizes and a
     progress bar, for the command lines).
+
+    Parameters
+    ----------
+    dataset : str
+    fold : int
+    data_dir, cache_dir : str or Path, optional
+        Where the datasets and the feature cache are.
+    n_jobs : int
+        Parallel feature-extraction jobs (-1: all cores).
+    progress : bool
 
     Returns
     -------
@@ -172,7 +195,7 @@ class L2IBatches(EpochOrderedBatches):
 # --------------------------------------------------------------------------- fitting
 
 
-def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None):
+def fit_resumable(model, train_data, run_dir, epochs, *, verbose=2, validation=None):
     """:func:`audioruns.fit.fit_resumable` for L2I: the last epoch, or the best of a validation callback.
 
     With ``validation``, a callback that adds ``validation.monitor`` to each epoch's logs
@@ -181,6 +204,21 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None
     (:func:`best_checkpoint`) and ``model`` ends with them (with none, the last epoch's).
     Everything else (``backup/``, ``history.csv``, bit-identical resume, divergence) is
     :func:`audioruns.fit.fit_resumable`'s.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A compiled model.
+    train_data : keras.utils.PyDataset
+        Training batches (:class:`L2IBatches`).
+    run_dir : str or Path
+        Folder of the run.
+    epochs : int
+        Total number of epochs (those already completed included).
+    verbose : int
+        Keras ``fit`` verbosity.
+    validation : ValidationFidelity, optional
+        Callback that logs ``validation.monitor``; None: keep the last epoch.
 
     Returns
     -------
@@ -203,7 +241,7 @@ def fit_resumable(model, train_data, run_dir, epochs, verbose=2, validation=None
 _SPLIT_STREAM = 7919
 
 
-def validation_split(labels, fraction, seed, multilabel=False):
+def validation_split(labels, fraction, *, seed, multilabel=False):
     """Positions of a validation split carved from training clips, and of the clips left for training.
 
     Single-label (one-hot ``labels``): stratified, ``round(fraction * n_c)`` clips of each
@@ -223,6 +261,11 @@ def validation_split(labels, fraction, seed, multilabel=False):
     -------
     train, validation : sorted int arrays
         Disjoint positions into ``labels``, together ``0 .. n-1``.
+
+    Raises
+    ------
+    ValueError
+        ``fraction`` outside (0, 1), or a split with no validation clip.
     """
     labels = np.asarray(labels, dtype=np.float64)
     fraction = float(fraction)
@@ -249,7 +292,7 @@ def validation_split(labels, fraction, seed, multilabel=False):
 
 def _carve_validation(data, fraction, seed):
     """``data`` with ``rows``/``targets`` ``"train"`` split into ``"train"`` and ``"validation"``."""
-    keep, held = validation_split(data.targets["train"], fraction, seed, data.multilabel)
+    keep, held = validation_split(data.targets["train"], fraction, seed=seed, multilabel=data.multilabel)
     rows, targets = dict(data.rows), dict(data.targets)
     rows["train"], rows["validation"] = data.rows["train"][keep], data.rows["train"][held]
     targets["train"], targets["validation"] = data.targets["train"][keep], data.targets["train"][held]
@@ -261,6 +304,15 @@ def selection_metric(dataset, multilabel):
 
     ``fidelity_top1`` (single-label), ``fidelity_weighted_f1`` (OpenMIC-2018),
     ``fidelity_macro_auprc`` (SONYC-UST and other multi-label data, the authors' metric).
+
+    Parameters
+    ----------
+    dataset : str
+    multilabel : bool
+
+    Returns
+    -------
+    str
     """
     if not multilabel:
         return "fidelity_top1"
@@ -311,18 +363,36 @@ class ValidationFidelity(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- scores
 
 
-def classifier_scores(labels, probabilities, multilabel, prefix="", dataset=None, classes=None):
+def classifier_scores(labels, probabilities, multilabel, *, prefix="", dataset=None, classes=None):
     """The dataset's classification metric (:func:`l2i.metrics.task_scores`, what ``evaluate.py`` reports).
 
     Accuracy (multi-class); weighted F1 (OpenMIC-2018); macro/micro AUPRC over the annotated
     labels (SONYC-UST and other multi-label data). ``classes`` default to ``0 .. C-1``.
+
+    Parameters
+    ----------
+    labels : np.ndarray [shape=(n, C)]
+        One-hot or multi-hot targets (NaN: not annotated).
+    probabilities : np.ndarray [shape=(n, C)]
+    multilabel : bool
+    prefix : str
+        Prefix of the keys.
+    dataset : str, optional
+        Chooses the metric and the ignored classes.
+    classes : sequence, optional
+        Class names.
+
+    Returns
+    -------
+    dict
+        Metric name (with ``prefix``) -> float.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     classes = tuple(classes) if classes is not None else tuple(range(probabilities.shape[1]))
     return task_scores(dataset, classes, multilabel, labels, probabilities, prefix=prefix)
 
 
-def interpreter_scores(interpreter_probs, classifier_probs, multilabel, ks=(1, 5), dataset=None, classes=None):
+def interpreter_scores(interpreter_probs, classifier_probs, multilabel, *, ks=(1, 5), dataset=None, classes=None):
     """Fidelity of the interpreter to the classifier (Sec. IV-C), as ``evaluate.py`` computes it.
 
     :func:`l2i.metrics.fidelity_scores` with the keys prefixed by ``fidelity_``: top-k
@@ -330,6 +400,23 @@ def interpreter_scores(interpreter_probs, classifier_probs, multilabel, ks=(1, 5
     'non-machinery-impact' left out as in evaluation); weighted F1 (OpenMIC-2018).
     ``dataset``/``classes`` choose the metric and the ignored classes (default: a generic
     multi-label dataset, thresholds 0.5, nothing ignored).
+
+    Parameters
+    ----------
+    interpreter_probs : np.ndarray [shape=(n, C)]
+        Output of the interpreter g.
+    classifier_probs : np.ndarray [shape=(n, C)]
+        Output of the classifier f.
+    multilabel : bool
+    ks : sequence of int
+        The k of the top-k fidelities (multi-class).
+    dataset : str, optional
+    classes : sequence, optional
+
+    Returns
+    -------
+    dict
+        ``fidelity_<key>`` -> float.
     """
     g = np.asarray(interpreter_probs, dtype=np.float64)
     f = np.asarray(classifier_probs, dtype=np.float64)
@@ -344,7 +431,7 @@ def _seconds(history):
     return float(sum(row.get("seconds", 0.0) for row in history))
 
 
-def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=None, verbose=2, progress=False):
+def train_classifier(config, dataset, fold, run_dir, *, data_dir=None, cache_dir=None, verbose=2, progress=False):
     """Train the classifier f (:class:`KumarCNN`) from scratch on one fold; resumable.
 
     The paper fine-tunes AudioSet-pretrained weights (Sec. IV-B1); without them we
@@ -361,6 +448,8 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
     run_dir : str or Path
     data_dir, cache_dir, progress : passed to :func:`load_fold` (``progress``: split sizes,
         small-dataset warning and extraction progress bar on stderr).
+    verbose : int
+        Keras ``fit`` verbosity.
 
     Returns
     -------
@@ -401,7 +490,7 @@ def train_classifier(config, dataset, fold, run_dir, data_dir=None, cache_dir=No
     return results
 
 
-def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att", classifier_path=None,
+def train_interpreter(config, dataset, fold, run_dir, *, mode="posthoc", theta="att", classifier_path=None,
                       dictionary_path=None, data_dir=None, cache_dir=None, verbose=2, progress=False):
     """Train the L2I interpreter on one fold (post-hoc or by design); resumable.
 
@@ -430,6 +519,10 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     config : dict
         A whole dataset config (``seed``, ``batch_size``, ``learning_rate``,
         ``interpreter``, ``posthoc``, ``bydesign``).
+    dataset : str
+    fold : int
+    run_dir : str or Path
+        Output folder of this run.
     mode : one of :data:`MODES`
     theta : ``"att"`` or ``"max"``
     classifier_path : path of ``classifier.keras`` (needed post-hoc; by design it
@@ -438,6 +531,8 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     data_dir, cache_dir, progress : passed to :func:`load_fold` (``progress``: split sizes,
         small-dataset warning and extraction progress bar on stderr, plus a line with the split
         carved by ``validation_fraction``).
+    verbose : int
+        Keras ``fit`` verbosity.
 
     Returns
     -------
@@ -513,7 +608,7 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     save_model_atomic(interpreter, run_dir / "interpreter.keras")
     if mode != "posthoc":
         save_model_atomic(classifier, run_dir / "classifier.keras")
-    results = evaluate_interpreter(interpreter, classifier, data, "test", batch_size)
+    results = evaluate_interpreter(interpreter, classifier, data, split="test", batch_size=batch_size)
     shared = {id(w) for w in classifier.weights}
     results.update({
         "mode": mode,
@@ -545,8 +640,25 @@ def train_interpreter(config, dataset, fold, run_dir, mode="posthoc", theta="att
     return results
 
 
-def evaluate_interpreter(interpreter, classifier, data, split="test", batch_size=32):
-    """Scores of ``interpreter`` and ``classifier`` on a split of :func:`load_fold`'s data."""
+def evaluate_interpreter(interpreter, classifier, data, *, split="test", batch_size=32):
+    """Scores of ``interpreter`` and ``classifier`` on a split of :func:`load_fold`'s data.
+
+    Parameters
+    ----------
+    interpreter : keras.Model
+        Outputs ``(g, X_hat, ...)``.
+    classifier : keras.Model
+    data : FoldFeatures
+    split : str
+        Key of ``data.rows``.
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        :func:`classifier_scores` of the interpreter and (prefix ``classifier_``) of the classifier,
+        :func:`interpreter_scores`, and ``test_nmf_loss`` (mean squared error per bin).
+    """
     rows = data.rows[split]
     plain = L2IBatches(data.mel, None, rows, None, batch_size, targets="none")
     g_probs, f_probs, sq_err, count = [], [], 0.0, 0
@@ -598,6 +710,15 @@ def load_config(dataset, path=None):
     dataset : str
     path : str or Path, optional
         Explicit config file (overrides the shipped one; ``--config`` of the scripts).
+
+    Returns
+    -------
+    config : dict
+
+    Raises
+    ------
+    FileNotFoundError
+        The config file does not exist.
     """
 
 

@@ -52,11 +52,12 @@ def main(argv=None):
         return 2
     model, rows = run.model, data.rows["train"]
     output = Path(args.output) if args.output else run.run_dir / "prototypes"
-    decoded = inspection.decode_prototypes(model, data.features[rows], args.batch_size, run.scaler)
+    decoded = inspection.decode_prototypes(model, data.features[rows], batch_size=args.batch_size, scaler=run.scaler)
     summary = inspection.write_prototypes(output, decoded, params, scaler=run.scaler, class_names=data.classes,
                                           clip_ids=data.features.clips["clip_id"].to_numpy()[rows])
     np.savez(output / "weights.npz", W_T=inspection.fully_connected_weights(model),
-             H=inspection.weighted_sum_weights(model), H_upsampled=inspection.weighted_sum_weights(model, True),
+             H=inspection.weighted_sum_weights(model),
+             H_upsampled=inspection.weighted_sum_weights(model, upsample=True),
              distances=inspection.prototype_distance_matrix(model), order=inspection.class_order(decoded["classes"]),
              classes=decoded["classes"], mel=decoded["mel"])
     print(json.dumps({"output": str(output), "n_prototypes": len(summary),

@@ -117,7 +117,8 @@ def refine(args, run, data):
         distances = refinement.channel_distance_matrix(model, pairing=pairing)
     else:
         x_train = data.features[data.rows["train"]]
-        distances = refinement.latent_channel_distance_matrix(model, x_train, batch_size, scaler, pairing)
+        distances = refinement.latent_channel_distance_matrix(model, x_train, batch_size=batch_size, scaler=scaler,
+                                                             pairing=pairing)
     removed = refinement.redundant_channels(distances, args.n_channels, rules=rules)
     details = {"rules": rules, "channel_source": args.channel_source, "pairing": pairing, "decoder": decoder,
                "removed_channels": removed.tolist()}
@@ -155,7 +156,7 @@ def main(argv=None):
     (output / "config.yaml").write_text(yaml.safe_dump(refined_config, sort_keys=False))
 
     start = time.perf_counter()
-    history, epochs_run = retrain(refined, config, data, scaler, output, args.epochs, verbose=args.verbose)
+    history, epochs_run = retrain(refined, config, data, scaler, output, epochs=args.epochs, verbose=args.verbose)
     best, _ = load_scaled_model(output / "model.keras")  # the refined model on scaled inputs
     monitor = "val_probabilities_accuracy"
     best_row = history.loc[history[monitor].idxmax()] if monitor in history and len(history) else None

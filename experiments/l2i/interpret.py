@@ -40,7 +40,8 @@ def main(argv=None):
     try:
         tau = check_tau(args.tau)
         run = load_run(args.model, dataset=args.dataset)
-        explanation, info = interpret_file(run, args.audio, args.class_name, tau, args.start, args.output)
+        explanation, info = interpret_file(run, args.audio, args.class_name, tau=tau, start=args.start,
+                                           output=args.output)
     except AudioDataError as err:
         parser.exit(2, f"error: {err}\n")
     summary = explanation.summary()

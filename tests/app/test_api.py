@@ -129,7 +129,7 @@ def test_delete_convert_undo(client, workspace, train_clip):
     # the decoded prototypes derived from the parent equal a full decoding pass
     from apnet.inspection import decode_prototypes
 
-    full = decode_prototypes(deleted.model, workspace._train, 256, workspace.scaler)
+    full = decode_prototypes(deleted.model, workspace._train, batch_size=256, scaler=workspace.scaler)
     derived = workspace.decoded(deleted.id)
     np.testing.assert_array_equal(derived["nearest"], full["nearest"])
     np.testing.assert_allclose(derived["mel"], full["mel"], atol=1e-5)
