@@ -13,6 +13,7 @@
   early stopping of one model, read from a dataset config (the authors' per-model values);
 * :func:`train_fold` -- all of the above for one fold, as the experiment scripts run it.
 """
+import sys
 from pathlib import Path
 
 import keras
@@ -29,6 +30,7 @@ from audiodata.features import MinMaxScaler, StandardScaler
 from audioruns.batches import EpochOrderedBatches
 # Re-exported: these are used by name as apnet.training.* (tests, docs, the app); each is defined once in audioruns.
 from audioruns.checkpoints import EpochTimer, completed_epochs, load_model_file  # noqa: F401
+from audioruns.distribute import check_batch_size, data_parallel
 from audioruns.fit import EarlyStoppingState, ResumableEarlyStopping, early_stopping_state  # noqa: F401
 from audioruns.fit import _check_patience
 from audioruns.folds import Fold
@@ -427,7 +429,7 @@ def predict_classes(model, data):
 
 
 def train_fold(config, dataset, fold, run_dir, *, model_name="apnet", data_dir=None, cache_dir=None, verbose=2,
-               progress=False):
+               progress=False, distribute=False):
     """Train and test one model on one fold, as Section 4.4 and the authors' configs prescribe; resumable.
 
     Steps: read the model's settings (:func:`training_settings`: batch size, normaliser,
@@ -463,6 +465,10 @@ def train_fold(config, dataset, fold, run_dir, *, model_name="apnet", data_dir=N
     progress : bool
         Passed to :func:`load_fold`: split sizes, the small-dataset warning and a feature
         extraction progress bar on stderr (the command lines), instead of silence.
+    distribute : bool
+        Build, compile and fit the model data-parallel over every visible device
+        (:func:`audioruns.distribute.data_parallel`; the batch size must be a multiple of the
+        device count); the test predictions run on one device.
 
     Returns
     -------
@@ -472,7 +478,8 @@ def train_fold(config, dataset, fold, run_dir, *, model_name="apnet", data_dir=N
         ``seconds_per_epoch``, split sizes, the feature set and shape, the settings of
         :func:`training_settings` (``batch_size``, ``normalizer``, ``init_last_layer``,
         ``early_stopping``), ``stopped_early`` (bool) and ``stopped_epoch`` (1-based epoch
-        after which the patience ran out, or None).
+        after which the patience ran out, or None) and ``distribution``
+        (:meth:`audioruns.distribute.DeviceInfo.as_dict`: backend, strategy, device count and names).
 
     Raises
     ------
@@ -504,18 +511,26 @@ def train_fold(config, dataset, fold, run_dir, *, model_name="apnet", data_dir=N
 
     batches = fold_batches(data, settings["batch_size"], scaler=scaler,
                            targets="apnet" if model_name == "apnet" else "classifier", seed=seed)
-    model = build_model(model_name, data.input_shape, len(data.classes), config)
-    if model_name == "apnet":
-        compile_for_run(model, config)
-        monitor = APNET_MONITOR
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(config["learning_rate"])),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-        monitor = CLASSIFIER_MONITOR
-    history, epochs_run = fit_resumable(model, batches["train"], batches["validation"], run_dir,
-                                        int(config["epochs"]), monitor, verbose=verbose,
-                                        early_stopping=settings["early_stopping"],
-                                        export=lambda trained: attach_scaler(trained, scaler))
+    with data_parallel(distribute) as devices:
+        if distribute:
+            check_batch_size(settings["batch_size"], devices.n_devices)
+            if progress and devices.strategy == "mirrored" and devices.n_devices > 1:
+                print(f"warning: tf.distribute.MirroredStrategy computes the loss and the batch statistics of each "
+                      f"device's {settings['batch_size'] // devices.n_devices} rows: APNet's prototype loss (minima "
+                      "over the batch) and BatchNormalization differ from one device's (docs/distributed.md); "
+                      "KERAS_BACKEND=jax keeps the global batch", file=sys.stderr, flush=True)
+        model = build_model(model_name, data.input_shape, len(data.classes), config)
+        if model_name == "apnet":
+            compile_for_run(model, config)
+            monitor = APNET_MONITOR
+        else:
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(config["learning_rate"])),
+                          loss="categorical_crossentropy", metrics=["accuracy"])
+            monitor = CLASSIFIER_MONITOR
+        history, epochs_run = fit_resumable(model, batches["train"], batches["validation"], run_dir,
+                                            int(config["epochs"]), monitor, verbose=verbose,
+                                            early_stopping=settings["early_stopping"],
+                                            export=lambda trained: attach_scaler(trained, scaler))
 
     best, _ = load_scaled_model(run_dir / "model.keras")  # the trained model, on scaled inputs
     probabilities = predict_classes(best, batches["test"])
@@ -541,4 +556,5 @@ def train_fold(config, dataset, fold, run_dir, *, model_name="apnet", data_dir=N
         "n_train": int(len(data.rows["train"])),
         "n_validation": int(len(data.rows["validation"])),
         "n_test": int(len(data.rows["test"])),
+        "distribution": devices.as_dict(),
     }

@@ -20,6 +20,7 @@ from audiodata.errors import ParameterError
 __all__ = [
     "RUN_NOTES",
     "add_config_options",
+    "add_distribute_option",
     "add_run_options",
     "add_verbose_option",
     "command_line",
@@ -133,6 +134,28 @@ def add_verbose_option(parser):
     """
     parser.add_argument("--verbose", type=argtypes.non_negative_int, default=2, choices=(0, 1, 2),
                         help="Keras fit verbosity")
+    return parser
+
+
+#: Help of ``--distribute``.
+DISTRIBUTE_HELP = ("train the one model data-parallel over every visible device (GPUs, else CPUs): JAX "
+                   "keras.distribution.DataParallel, TensorFlow tf.distribute.MirroredStrategy; the batch size is "
+                   "the global batch, split evenly (it must be a multiple of the device count); results.json records "
+                   "the devices under 'distribution'. See docs/distributed.md")
+
+
+def add_distribute_option(parser):
+    """Add ``--distribute`` (train data-parallel over every visible device, :mod:`audioruns.distribute`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+    """
+    parser.add_argument("--distribute", action="store_true", help=DISTRIBUTE_HELP)
     return parser
 
 

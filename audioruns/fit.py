@@ -25,6 +25,7 @@ import pandas as pd
 from audiodata.cli import positive_int, require
 from audioruns.checkpoints import (AtomicBackupAndRestore, AtomicModelCheckpoint, DivergenceGuard, EpochOrder,
                                    EpochTimer, completed_epochs, load_weights_file, save_model_atomic)
+from audioruns.distribute import distribute_fit_data
 from audioruns.runs import write_results
 
 __all__ = [
@@ -374,6 +375,12 @@ def fit_resumable(model, train_data, run_dir, epochs, *, validation_data=None, m
     ``history.csv`` (:func:`early_stopping_state`), so an interrupted run resumes with it, and
     a run that already stopped early runs no further epoch, even when asked for more.
 
+    Inside :func:`audioruns.distribute.data_parallel` on JAX with several devices, every training batch
+    must split evenly over them: ``train_data`` loses the last ``len % n`` rows of its partial batch
+    (:class:`audioruns.distribute.EvenBatches`) and ``validation_data`` is evaluated unsplit by a callback
+    (:class:`audioruns.distribute.UndistributedValidation`, the same ``val_*`` logs); elsewhere both pass
+    to ``fit`` unchanged.
+
     Parameters
     ----------
     model : keras.Model
@@ -449,6 +456,10 @@ def fit_resumable(model, train_data, run_dir, epochs, *, validation_data=None, m
         steps.append(KeepBestWeights(run_dir, monitor, *_history_best(history, monitor), initial_epoch))
     # shuffle=False: a PyDataset orders its own batches by (seed, epoch); Keras' shuffle uses the global `random`.
     shuffle = not isinstance(train_data, keras.utils.PyDataset)
+    # Under --distribute on JAX every batch must split evenly over the devices (audioruns.distribute): the
+    # validation is then a callback, first, so that every other callback reads its val_* logs.
+    train_data, validation_data, validate = distribute_fit_data(train_data, validation_data)
+    steps = validate + steps
     model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=steps, verbose=verbose,
               shuffle=shuffle)
     if keep_best == "weights" and best_checkpoint(run_dir) is not None:

@@ -31,6 +31,9 @@ from audiodata.features import StandardScaler
 from audioruns.batches import EpochOrderedBatches
 from audioruns.checkpoints import load_model_file, save_model_atomic
 from audioruns.fit import best_checkpoint  # noqa: F401  (re-exported: l2i.training.best_checkpoint)
+from audioruns.distribute import check_batch_size, data_parallel
+from audioruns.distribute import predict as _predict
+from audioruns.distribute import predict_on_batch as _predict_on_batch
 from audioruns.fit import fit_resumable as _fit_resumable
 from audioruns.folds import Fold
 from audioruns.runs import run_directory as _run_directory
@@ -345,7 +348,7 @@ class ValidationFidelity(keras.callbacks.Callback):
         model = model or self.model
         g_probs, f_probs = [], []
         for i in range(len(self.batches)):
-            out = model.predict_on_batch(self.batches[i][0])
+            out = _predict_on_batch(model, self.batches[i][0])
             g_probs.append(np.asarray(out["interpreter"]))
             if self.teacher is None:
                 f_probs.append(np.asarray(out["classifier"]))
@@ -431,7 +434,8 @@ def _seconds(history):
     return float(sum(row.get("seconds", 0.0) for row in history))
 
 
-def train_classifier(config, dataset, fold, run_dir, *, data_dir=None, cache_dir=None, verbose=2, progress=False):
+def train_classifier(config, dataset, fold, run_dir, *, data_dir=None, cache_dir=None, verbose=2, progress=False,
+                     distribute=False):
     """Train the classifier f (:class:`KumarCNN`) from scratch on one fold; resumable.
 
     The paper fine-tunes AudioSet-pretrained weights (Sec. IV-B1); without them we
@@ -450,11 +454,15 @@ def train_classifier(config, dataset, fold, run_dir, *, data_dir=None, cache_dir
         small-dataset warning and extraction progress bar on stderr).
     verbose : int
         Keras ``fit`` verbosity.
+    distribute : bool
+        Build, compile, fit and test the model data-parallel over every visible device
+        (:func:`audioruns.distribute.data_parallel`; ``batch_size`` must be a multiple of the device count).
 
     Returns
     -------
     results : dict
-        Test accuracy (or AUPRC), ``n_params``, ``epochs``, ``seconds``, split sizes.
+        Test accuracy (or AUPRC), ``n_params``, ``epochs``, ``seconds``, split sizes, ``distribution``
+        (:meth:`audioruns.distribute.DeviceInfo.as_dict`).
 
     Raises
     ------
@@ -466,17 +474,20 @@ def train_classifier(config, dataset, fold, run_dir, *, data_dir=None, cache_dir
     seed = int(config["seed"])
     keras.utils.set_random_seed(seed)
     data = load_fold(dataset, fold, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
-    model = _fresh_classifier({"classifier": config}, data)
-    loss = masked_binary_crossentropy if data.multilabel else "categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])), loss=loss,
-                  metrics=None if data.multilabel else ["accuracy"])
     batch_size = int(config["batch_size"])
-    train = L2IBatches(data.mel, None, data.rows["train"], data.targets["train"], batch_size,
-                       targets="classifier", shuffle=True, seed=seed)
-    history, epochs_run = fit_resumable(model, train, run_dir, int(config["epochs"]), verbose=verbose)
-    save_model_atomic(model, run_dir / "classifier.keras")
-    test = L2IBatches(data.mel, None, data.rows["test"], None, batch_size, targets="none")
-    probabilities = model.predict(test, verbose=0)
+    with data_parallel(distribute) as devices:
+        if distribute:
+            check_batch_size(batch_size, devices.n_devices)
+        model = _fresh_classifier({"classifier": config}, data)
+        loss = masked_binary_crossentropy if data.multilabel else "categorical_crossentropy"
+        model.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])), loss=loss,
+                      metrics=None if data.multilabel else ["accuracy"])
+        train = L2IBatches(data.mel, None, data.rows["train"], data.targets["train"], batch_size,
+                           targets="classifier", shuffle=True, seed=seed)
+        history, epochs_run = fit_resumable(model, train, run_dir, int(config["epochs"]), verbose=verbose)
+        save_model_atomic(model, run_dir / "classifier.keras")
+        test = L2IBatches(data.mel, None, data.rows["test"], None, batch_size, targets="none")
+        probabilities = _predict(model, test)
     results = classifier_scores(data.targets["test"], probabilities, data.multilabel, prefix="test_",
                                 dataset=dataset, classes=data.classes)
     results.update({
@@ -486,12 +497,14 @@ def train_classifier(config, dataset, fold, run_dir, *, data_dir=None, cache_dir
         "seconds": _seconds(history),
         "n_train": int(len(data.rows["train"])),
         "n_test": int(len(data.rows["test"])),
+        "distribution": devices.as_dict(),
     })
     return results
 
 
 def train_interpreter(config, dataset, fold, run_dir, *, mode="posthoc", theta="att", classifier_path=None,
-                      dictionary_path=None, data_dir=None, cache_dir=None, verbose=2, progress=False):
+                      dictionary_path=None, data_dir=None, cache_dir=None, verbose=2, progress=False,
+                      distribute=False):
     """Train the L2I interpreter on one fold (post-hoc or by design); resumable.
 
     * ``"posthoc"``: loads the trained classifier (``classifier_path``), freezes it,
@@ -533,11 +546,16 @@ def train_interpreter(config, dataset, fold, run_dir, *, mode="posthoc", theta="
         carved by ``validation_fraction``).
     verbose : int
         Keras ``fit`` verbosity.
+    distribute : bool
+        Load or build f, build, compile and fit the interpreter data-parallel over every visible device
+        (:func:`audioruns.distribute.data_parallel`; ``batch_size`` must be a multiple of the device
+        count); the test scores are computed on one device.
 
     Returns
     -------
     results : dict
-        ``accuracy`` (interpreter vs labels), ``classifier_accuracy``,
+        ``distribution`` (:meth:`audioruns.distribute.DeviceInfo.as_dict`), ``accuracy`` (interpreter vs
+        labels), ``classifier_accuracy``,
         ``fidelity_<key>`` for each key of :func:`l2i.metrics.fidelity_scores` (``fidelity_top1``/
         ``fidelity_top5``; ``fidelity_macro_auprc`` ... for SONYC-UST; ``fidelity_weighted_f1`` for OpenMIC),
         ``test_nmf_loss`` (mean squared error per bin), ``n_params`` (whole model),
@@ -581,28 +599,31 @@ def train_interpreter(config, dataset, fold, run_dir, *, mode="posthoc", theta="
         interpreter_kwargs["hidden_layers"] = list(interpreter_kwargs["hidden_layers"])
     interpreter_kwargs["n_frames"] = int(data.logmag.shape[1])
 
-    teacher = None
-    if mode == "posthoc":
-        if classifier_path is None:
-            raise ValueError("post-hoc training needs `classifier_path` (train it with train_classifier.py)")
-        classifier = load_model_file(classifier_path, compile=False)
-        plain = L2IBatches(data.mel, None, data.rows["train"], None, batch_size, targets="none")
-        teacher = classifier.predict(plain, verbose=0)
-    else:
-        classifier = _fresh_classifier(config, data, classifier_path)
-    trainer = L2ITrainer(classifier, W, mode=mode, alpha=float(hyper["alpha"]), beta=float(hyper["beta"]),
-                         gamma=float(hyper.get("gamma", 1.0)), theta=theta, interpreter_kwargs=interpreter_kwargs,
-                         name="l2i_trainer")
-    trainer.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])))
-    train = L2IBatches(data.mel, data.logmag, data.rows["train"], data.targets["train"], batch_size,
-                       teacher=teacher, shuffle=True, seed=seed)
-    validation = None
-    if fraction:
-        held = L2IBatches(data.mel, None, data.rows["validation"], None, batch_size, targets="none")
-        validation = ValidationFidelity(held, teacher=classifier.predict(held, verbose=0) if mode == "posthoc"
-                                        else None, dataset=dataset, classes=data.classes, multilabel=data.multilabel)
-    history, epochs_run = fit_resumable(trainer, train, run_dir, int(hyper["epochs"]), verbose=verbose,
-                                        validation=validation)
+    with data_parallel(distribute) as devices:
+        if distribute:
+            check_batch_size(batch_size, devices.n_devices)
+        teacher = None
+        if mode == "posthoc":
+            if classifier_path is None:
+                raise ValueError("post-hoc training needs `classifier_path` (train it with train_classifier.py)")
+            classifier = load_model_file(classifier_path, compile=False)
+            plain = L2IBatches(data.mel, None, data.rows["train"], None, batch_size, targets="none")
+            teacher = _predict(classifier, plain)
+        else:
+            classifier = _fresh_classifier(config, data, classifier_path)
+        trainer = L2ITrainer(classifier, W, mode=mode, alpha=float(hyper["alpha"]), beta=float(hyper["beta"]),
+                             gamma=float(hyper.get("gamma", 1.0)), theta=theta,
+                             interpreter_kwargs=interpreter_kwargs, name="l2i_trainer")
+        trainer.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])))
+        train = L2IBatches(data.mel, data.logmag, data.rows["train"], data.targets["train"], batch_size,
+                           teacher=teacher, shuffle=True, seed=seed)
+        validation = None
+        if fraction:
+            held = L2IBatches(data.mel, None, data.rows["validation"], None, batch_size, targets="none")
+            validation = ValidationFidelity(held, teacher=_predict(classifier, held) if mode == "posthoc" else None,
+                                            dataset=dataset, classes=data.classes, multilabel=data.multilabel)
+        history, epochs_run = fit_resumable(trainer, train, run_dir, int(hyper["epochs"]), verbose=verbose,
+                                            validation=validation)
 
     interpreter = trainer.interpreter
     save_model_atomic(interpreter, run_dir / "interpreter.keras")
@@ -623,6 +644,7 @@ def train_interpreter(config, dataset, fold, run_dir, *, mode="posthoc", theta="
         "n_train": int(len(data.rows["train"])),
         "n_test": int(len(data.rows["test"])),
         "checkpoint": "best_validation" if fraction else "last_epoch",
+        "distribution": devices.as_dict(),
     })
     if fraction:
         best = best_checkpoint(run_dir)

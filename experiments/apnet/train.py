@@ -11,6 +11,8 @@ epoch, for resuming). Each model trains with the batch size, normaliser, last-la
 initialisation and early stopping of the config (apnet.training.training_settings: the
 authors' per-model values for the paper's datasets). Running the same command again after an
 interruption continues from the last completed epoch, early-stopping counter included.
+--distribute trains the model data-parallel over every visible device (docs/distributed.md); the
+device count is recorded in results.json ("distribution") and is not part of the run's identity.
 
 On stderr it says where the results go (`run folder: PATH`, at the start and at the end),
 how many clips each split has (`fsdd fold 1: train 2,000, validation 500, test 500 clips`),
@@ -34,7 +36,7 @@ from audiodata import cli as argtypes
 from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError, ParameterError
 from audioruns.checkpoints import write_text_atomic
-from audioruns.cli import add_config_options, add_verbose_option, shipped_config, show_config
+from audioruns.cli import add_config_options, add_distribute_option, add_verbose_option, shipped_config, show_config
 
 DATASETS = ("urbansound8k", "medley_solos_db", "speech_commands", "fsdd", "esc10", "esc50")
 MODELS = ("apnet", "sb_cnn", "att_crnn", "openl3_mlp")
@@ -57,6 +59,7 @@ def parse_args(argv=None):
                         help="override the config's M (e.g. L2I's comparison: as many prototypes as NMF components)")
     parser.add_argument("--output", default="results", help="results root (default ./results)")
     add_verbose_option(parser)
+    add_distribute_option(parser)
     add_download_options(parser)
     return parser.parse_args(argv)
 
@@ -121,7 +124,8 @@ def main(argv=None):
             ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         results = train_fold(config, args.dataset, args.fold, run_dir, model_name=args.model,
-                             data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
+                             data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose, progress=True,
+                             distribute=args.distribute)
     except AudioDataError as err:
         print(f"error: {cli_error(err)}", file=sys.stderr)
         return 2

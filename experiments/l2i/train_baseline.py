@@ -41,7 +41,7 @@ from audiodata.errors import AudioDataError
 
 from l2i.baselines.training import (BASELINES, NMF_FEATURES, SWEEP_METRICS, select_sweep, sweep_system,
                                    train_baseline)
-from audioruns.cli import RUN_NOTES, add_run_options, add_verbose_option, load_run_config
+from audioruns.cli import RUN_NOTES, add_distribute_option, add_run_options, add_verbose_option, load_run_config
 from l2i.runs import DATASETS, config_path
 from l2i.training import load_config, run_directory, write_results
 
@@ -59,6 +59,7 @@ def main(argv=None):
     parser.add_argument("--features", nargs="+", default=None, choices=NMF_FEATURES,
                         help="nmf, tdl_nmf: input features to sweep (the paper: both)")
     add_verbose_option(parser)
+    add_distribute_option(parser)
     add_download_options(parser)
     args = parser.parse_args(argv)
     sweep = args.k is not None or args.features is not None
@@ -103,7 +104,7 @@ def main(argv=None):
         try:
             results = train_baseline(run_config, args.baseline, args.dataset, args.fold, run_dir,
                                      classifier_path=classifier, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                                     verbose=args.verbose, progress=True)
+                                     verbose=args.verbose, progress=True, distribute=args.distribute)
         except AudioDataError as err:
             parser.exit(2, f"error: {cli_error(err)}\n")
         results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"],

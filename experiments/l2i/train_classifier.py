@@ -13,7 +13,8 @@ import time
 from audiodata import cli as argtypes
 from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError
-from audioruns.cli import RUN_NOTES, add_run_options, add_verbose_option, finish_run, load_run_config
+from audioruns.cli import (RUN_NOTES, add_distribute_option, add_run_options, add_verbose_option, finish_run,
+                           load_run_config)
 from l2i.runs import DATASETS, classifier_identity, config_path, write_identity
 from l2i.training import load_config, run_directory, train_classifier
 
@@ -24,6 +25,7 @@ def main(argv=None):
     add_run_options(parser, DATASETS, "l2i")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="overrides classifier.epochs")
     add_verbose_option(parser)
+    add_distribute_option(parser)
     add_download_options(parser)
     args = parser.parse_args(argv)
 
@@ -40,7 +42,8 @@ def main(argv=None):
         if args.download:
             ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         results = train_classifier(section, args.dataset, args.fold, run_dir, data_dir=args.data_dir,
-                                   cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
+                                   cache_dir=args.cache_dir, verbose=args.verbose, progress=True,
+                                   distribute=args.distribute)
     except AudioDataError as err:
         parser.exit(2, f"error: {cli_error(err)}\n")
     results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": section,

@@ -28,7 +28,8 @@ from audiodata import cli as argtypes
 from audiodata.download import add_download_options, cli_error, ensure_dataset
 from audiodata.errors import AudioDataError
 
-from audioruns.cli import RUN_NOTES, add_run_options, add_verbose_option, finish_run, show_config
+from audioruns.cli import (RUN_NOTES, add_distribute_option, add_run_options, add_verbose_option, finish_run,
+                           show_config)
 from l2i.runs import (DATASETS, classifier_identity, classifier_layers, config_path, dictionary_folder,
                       dictionary_identity, identity_from_results, interpreter_folder, interpreter_identity,
                       read_identity, write_identity)
@@ -85,6 +86,7 @@ def main(argv=None):
                              "for ESC, seeded) as a validation split and keep the epoch with the best validation "
                              "fidelity (default: off, the last epoch is kept)")
     add_verbose_option(parser)
+    add_distribute_option(parser)
     add_download_options(parser)
     args = parser.parse_args(argv)
 
@@ -136,7 +138,8 @@ def main(argv=None):
             ensure_dataset(args.dataset, args.data_dir, mirror=args.mirror, log=argtypes.say)
         results = train_interpreter(config, args.dataset, args.fold, run_dir, mode=args.mode, theta=args.theta,
                                     classifier_path=classifier, dictionary_path=dictionary, data_dir=args.data_dir,
-                                    cache_dir=args.cache_dir, verbose=args.verbose, progress=True)
+                                    cache_dir=args.cache_dir, verbose=args.verbose, progress=True,
+                                    distribute=args.distribute)
     except AudioDataError as err:
         parser.exit(2, f"error: {cli_error(err)}\n")
     results.update({"dataset": args.dataset, "fold": args.fold, "seed": config["seed"], "config": config,

@@ -47,6 +47,7 @@ import keras
 import numpy as np
 
 from audioruns.checkpoints import load_model_file, save_model_atomic
+from audioruns.distribute import check_batch_size, data_parallel, predict
 from audiodata.errors import ParameterError
 from l2i import metrics
 from l2i.baselines.flint import FLINT
@@ -132,7 +133,7 @@ def _train_flint(section, mode, data, run_dir, classifier, batch_size, seed, ver
         train = L2IBatches(data.mel, None, rows, None, batch_size, targets="none", shuffle=True, seed=seed)
     history, epochs_run = fit_resumable(model, train, run_dir, int(section["epochs"]), verbose=verbose)
     save_model_atomic(model, run_dir / MODEL_FILES["flint"])
-    out = model.predict(_inputs(data, _split(data, "test")[0], batch_size), verbose=0)
+    out = predict(model, _inputs(data, _split(data, "test")[0], batch_size))
     shared = {id(w) for w in classifier.weights}
     sizes = {"n_params": int(model.count_params()),
              "n_params_interpreter": int(sum(np.prod(w.shape) for w in model.weights if id(w) not in shared))}
@@ -141,7 +142,7 @@ def _train_flint(section, mode, data, run_dir, classifier, batch_size, seed, ver
 
 def _train_vibi(section, data, run_dir, classifier, batch_size, seed, verbose):
     rows, _ = _split(data, "train")
-    teacher = classifier.predict(_inputs(data, rows, batch_size), verbose=0)
+    teacher = predict(classifier, _inputs(data, rows, batch_size))
     model = VIBI((int(data.mel.shape[1]), int(data.mel.shape[2])), len(data.classes), multilabel=data.multilabel,
                  input_mean=getattr(classifier, "input_mean", None), input_std=getattr(classifier, "input_std", None),
                  seed=seed, name="vibi", **_kwargs(section, _VIBI_ARGS))
@@ -150,8 +151,8 @@ def _train_vibi(section, data, run_dir, classifier, batch_size, seed, verbose):
     history, epochs_run = fit_resumable(model, train, run_dir, int(section["epochs"]), verbose=verbose)
     save_model_atomic(model, run_dir / MODEL_FILES["vibi"])
     test = _inputs(data, _split(data, "test")[0], batch_size)
-    g = model.predict(test, verbose=0)["approximation"]
-    f = classifier.predict(test, verbose=0)
+    g = predict(model, test)["approximation"]
+    f = predict(classifier, test)
     n_params = int(model.count_params())
     return f, g, history, epochs_run, {"n_params": n_params, "n_params_interpreter": n_params}
 
@@ -296,7 +297,7 @@ def select_sweep(results_dir, name, dataset):
 
 
 def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, data_dir=None, cache_dir=None,
-                   verbose=2, progress=False):
+                   verbose=2, progress=False, *, distribute=False):
     """Train baseline ``name`` on one fold and score it on the test split.
 
     Parameters
@@ -317,6 +318,10 @@ def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, d
     progress : bool
         Passed to :func:`l2i.training.load_fold`: split sizes, the small-dataset warning and a
         feature extraction progress bar on stderr (the command line).
+    distribute : bool
+        ``flint``, ``flint_bydesign``, ``vibi``: load or build f and the baseline, fit and predict
+        data-parallel over every visible device (:func:`audioruns.distribute.data_parallel`; the batch
+        size must be a multiple of the device count). No effect on ``nmf`` and ``tdl_nmf`` (not Keras).
 
     Returns
     -------
@@ -326,7 +331,7 @@ def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, d
         ``interpreter`` (the baseline's own classification score: ``accuracy``, ``macro_auprc``/``micro_auprc``
         or ``weighted_f1``); ``classifier`` (the same for f, where there is one); ``n_params``,
         ``n_params_interpreter``, ``epochs``, ``epochs_this_run``, ``seconds`` (training), ``n_train``,
-        ``n_test``, ``model_file``.
+        ``n_test``, ``model_file``, ``distribution`` (:meth:`audioruns.distribute.DeviceInfo.as_dict`).
     """
     if name not in BASELINES:
         raise ParameterError(f"baseline must be one of {sorted(BASELINES)}; got {name!r}")
@@ -343,25 +348,30 @@ def train_baseline(config, name, dataset, fold, run_dir, classifier_path=None, d
     batch_size = int(section.get("batch_size", config["batch_size"]))
     _, test_labels = _split(data, "test")
 
-    if name in ("nmf", "tdl_nmf"):
-        g, results = _train_nmf(name, section, data, run_dir, batch_size, seed, verbose)
-        results.update(score_predictions(dataset, data.classes, data.multilabel, test_labels, g=g))
-    else:
-        if name == "flint_bydesign":
-            classifier = _fresh_classifier(config, data)
-            f, g, history, epochs_run, sizes = _train_flint(section, "bydesign", data, run_dir, classifier,
-                                                            batch_size, seed, verbose)
-        elif name == "flint":
-            classifier = load_model_file(classifier_path, compile=False)
-            f, g, history, epochs_run, sizes = _train_flint(section, "posthoc", data, run_dir, classifier,
-                                                            batch_size, seed, verbose)
+    keras_model = name not in ("nmf", "tdl_nmf")
+    with data_parallel(distribute and keras_model) as devices:
+        if distribute and keras_model:
+            check_batch_size(batch_size, devices.n_devices)
+        if not keras_model:
+            g, results = _train_nmf(name, section, data, run_dir, batch_size, seed, verbose)
+            results.update(score_predictions(dataset, data.classes, data.multilabel, test_labels, g=g))
         else:
-            classifier = load_model_file(classifier_path, compile=False)
-            f, g, history, epochs_run, sizes = _train_vibi(section, data, run_dir, classifier, batch_size, seed,
-                                                           verbose)
-        results = dict(sizes, epochs=len(history), epochs_this_run=int(epochs_run), seconds=_seconds(history),
-                       final_train_loss=history[-1]["loss"] if history else None)
-        results.update(score_predictions(dataset, data.classes, data.multilabel, test_labels, f=f, g=g))
+            if name == "flint_bydesign":
+                classifier = _fresh_classifier(config, data)
+                f, g, history, epochs_run, sizes = _train_flint(section, "bydesign", data, run_dir, classifier,
+                                                                batch_size, seed, verbose)
+            elif name == "flint":
+                classifier = load_model_file(classifier_path, compile=False)
+                f, g, history, epochs_run, sizes = _train_flint(section, "posthoc", data, run_dir, classifier,
+                                                                batch_size, seed, verbose)
+            else:
+                classifier = load_model_file(classifier_path, compile=False)
+                f, g, history, epochs_run, sizes = _train_vibi(section, data, run_dir, classifier, batch_size,
+                                                               seed, verbose)
+            results = dict(sizes, epochs=len(history), epochs_this_run=int(epochs_run), seconds=_seconds(history),
+                           final_train_loss=history[-1]["loss"] if history else None)
+            results.update(score_predictions(dataset, data.classes, data.multilabel, test_labels, f=f, g=g))
+    results["distribution"] = devices.as_dict()
     results.update({"baseline": name, "setting": BASELINES[name], "model_file": MODEL_FILES[name],
                     "n_train": int(len(data.rows["train"])), "n_test": int(len(data.rows["test"]))})
     return results
