@@ -2,6 +2,8 @@
 import keras
 from keras import ops
 
+from audioruns.distribute import gather_replicas
+
 
 #: Default reduction over latent frequency of :func:`prototype_loss` and :class:`PrototypeLoss`:
 #: the reference implementation's mean, which :func:`apnet.training.compile_apnet` trains with.
@@ -19,7 +21,9 @@ def prototype_loss(distances, frequency_reduction=DEFAULT_FREQUENCY_REDUCTION):
     The first term pulls every input towards its nearest prototype, the second
     every prototype towards its nearest input (Li et al., 2018). As in
     training, ``N`` is the batch: the minimum over ``i`` and the means are
-    taken over the instances of the batch.
+    taken over the instances of the batch -- the global batch also when it is split over
+    devices (``--distribute``; under TensorFlow's MirroredStrategy the minimum over ``i`` runs
+    over the rows of every replica, :func:`audioruns.distribute.gather_replicas`).
 
     Parameters
     ----------
@@ -52,6 +56,13 @@ def prototype_loss(distances, frequency_reduction=DEFAULT_FREQUENCY_REDUCTION):
     - Li et al., "Deep Learning for Case-Based Reasoning through Prototypes",
       AAAI 2018.
     """
+    total = _pair_distances(distances, frequency_reduction)
+    # first term: this replica's rows (Keras averages the replicas' losses); second: the global batch
+    return ops.mean(ops.min(total, axis=1)) + ops.mean(ops.min(gather_replicas(total), axis=0))
+
+
+def _pair_distances(distances, frequency_reduction):
+    """``D_ij`` (or ``D_ij / F'``) [shape=(batch, M)] from the distances per frequency bin, checked."""
     distances = ops.convert_to_tensor(distances)
     if len(distances.shape) != 3:
         raise ValueError(
@@ -60,8 +71,7 @@ def prototype_loss(distances, frequency_reduction=DEFAULT_FREQUENCY_REDUCTION):
     if frequency_reduction not in ("sum", "mean"):
         raise ValueError(f"frequency_reduction must be 'sum' or 'mean'; received {frequency_reduction!r}")
     reduce = ops.sum if frequency_reduction == "sum" else ops.mean
-    total = reduce(distances, axis=-1)  # D_ij (or D_ij / F'), (batch, M)
-    return ops.mean(ops.min(total, axis=1)) + ops.mean(ops.min(total, axis=0))
+    return reduce(distances, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="apnet")
@@ -106,7 +116,15 @@ class PrototypeLoss(keras.losses.Loss):
         self.frequency_reduction = frequency_reduction
 
     def call(self, y_true, y_pred):
-        return prototype_loss(y_pred, self.frequency_reduction)
+        """One value per instance, whose mean over the batch is :func:`prototype_loss`.
+
+        ``min_j D_ij + mean_j min_i D_ij``: per instance, so that Keras' reduction averages over the batch
+        and, under TensorFlow's MirroredStrategy, divides by the number of replicas (a scalar returned here
+        would be left unscaled, and each replica's gradient would count the loss once more); the second
+        term is the same for every instance, over the global batch (:func:`audioruns.distribute.gather_replicas`).
+        """
+        total = _pair_distances(y_pred, self.frequency_reduction)
+        return ops.min(total, axis=1) + ops.mean(ops.min(gather_replicas(total), axis=0))
 
     def get_config(self):
         return {**super().get_config(), "frequency_reduction": self.frequency_reduction}

@@ -514,10 +514,10 @@ def train_fold(config, dataset, fold, run_dir, *, model_name="apnet", data_dir=N
     with data_parallel(distribute) as devices:
         if distribute:
             check_batch_size(settings["batch_size"], devices.n_devices)
-            if progress and devices.strategy == "mirrored" and devices.n_devices > 1:
-                print(f"warning: tf.distribute.MirroredStrategy computes the loss and the batch statistics of each "
-                      f"device's {settings['batch_size'] // devices.n_devices} rows: APNet's prototype loss (minima "
-                      "over the batch) and BatchNormalization differ from one device's (docs/distributed.md); "
+            if progress and devices.strategy == "mirrored" and devices.n_devices > 1 and model_name != "apnet":
+                print(f"warning: tf.distribute.MirroredStrategy computes the batch statistics of "
+                      f"BatchNormalization on each device's {settings['batch_size'] // devices.n_devices} rows, "
+                      f"so {model_name} trains differently from one device (docs/distributed.md); "
                       "KERAS_BACKEND=jax keeps the global batch", file=sys.stderr, flush=True)
         model = build_model(model_name, data.input_shape, len(data.classes), config)
         if model_name == "apnet":

@@ -10,5 +10,8 @@ app (:mod:`audioapp`) and the command lines (``experiments/``) sit above them
 * :mod:`audioruns.checkpoints` -- atomic model files and backups, divergence guard, epoch timer;
 * :mod:`audioruns.preprocessing` -- the input normalisation as a layer saved inside model files;
 * :mod:`audioruns.runs` -- run folders: paths, ``results.json``, identities, :class:`Run`;
-* :mod:`audioruns.cli` -- argument groups shared by the command lines.
+* :mod:`audioruns.cli` -- argument groups shared by the command lines;
+* :mod:`audioruns.distribute` -- ``--distribute``: one model data-parallel over every visible device;
+* :mod:`audioruns.jobs` -- many commands at once, one per device or CPU share, skipped when complete
+  (``experiments/reproduce.py``).
 """

@@ -32,6 +32,7 @@ __all__ = [
     "check_batch_size",
     "check_single_process",
     "data_parallel",
+    "gather_replicas",
     "distribute_fit_data",
     "even_batches",
     "predict",
@@ -262,6 +263,33 @@ def undistributed():
         yield
     finally:
         keras.distribution.set_distribution(previous)
+
+
+def gather_replicas(x):
+    """``x`` of every replica, concatenated along the first axis, inside a TensorFlow MirroredStrategy step.
+
+    A loss that reduces over the whole batch (APNet's prototype loss: a minimum over the instances) sees
+    only its replica's ``B / n`` rows under MirroredStrategy; gathered, it sees the global batch, as on one
+    device. ``ReplicaContext.all_gather`` is differentiable: each replica's rows get the gradient of every
+    replica's use of them. Elsewhere (one replica, JAX -- whose arrays are global already --, no strategy)
+    ``x`` itself.
+
+    Parameters
+    ----------
+    x : tensor [shape=(rows, ...)]
+
+    Returns
+    -------
+    tensor [shape=(global rows, ...)]
+    """
+    if keras.backend.backend() != "tensorflow":
+        return x
+    import tensorflow as tf  # only reached on the TensorFlow backend (this module also serves JAX machines)
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_gather(x, axis=0)
 
 
 def _rows(batch):
