@@ -21,6 +21,7 @@ import dataclasses
 
 import keras
 import numpy as np
+from keras import ops
 
 from audiodata.errors import ParameterError
 
@@ -33,6 +34,8 @@ __all__ = [
     "check_single_process",
     "data_parallel",
     "gather_replicas",
+    "replica_share",
+    "replica_sum",
     "distribute_fit_data",
     "even_batches",
     "predict",
@@ -265,6 +268,18 @@ def undistributed():
         keras.distribution.set_distribution(previous)
 
 
+def _replica_context():
+    """The TensorFlow replica context of a MirroredStrategy step with several replicas, else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf  # only reached on the TensorFlow backend (this module also serves JAX machines)
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
 def gather_replicas(x):
     """``x`` of every replica, concatenated along the first axis, inside a TensorFlow MirroredStrategy step.
 
@@ -282,14 +297,29 @@ def gather_replicas(x):
     -------
     tensor [shape=(global rows, ...)]
     """
-    if keras.backend.backend() != "tensorflow":
-        return x
-    import tensorflow as tf  # only reached on the TensorFlow backend (this module also serves JAX machines)
+    context = _replica_context()
+    return x if context is None else context.all_gather(x, axis=0)
 
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return x
-    return context.all_gather(x, axis=0)
+
+def replica_sum(x):
+    """The sum of ``x`` over the replicas of a TensorFlow MirroredStrategy step; ``x`` elsewhere.
+
+    For a normaliser that counts over the global batch (e.g. the annotated labels of
+    :func:`audioruns.metrics.masked_binary_crossentropy`), not differentiated through.
+    """
+    context = _replica_context()
+    return x if context is None else context.all_reduce("SUM", ops.stop_gradient(x))
+
+
+def replica_share(x):
+    """``x / n`` inside a TensorFlow MirroredStrategy step of ``n`` replicas; ``x`` elsewhere.
+
+    Keras divides each replica's loss by ``n`` before the replicas' gradients are summed, but only for
+    the losses it reduces itself: a model's own ``compute_loss`` (:class:`l2i.trainer.InterpreterModel`)
+    returns its batch mean through this, so that ``n`` replicas step as one device does.
+    """
+    context = _replica_context()
+    return x if context is None else x / context.num_replicas_in_sync
 
 
 def _rows(batch):

@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from audiodata.errors import ParameterError
+from audioruns.distribute import replica_sum
 
 __all__ = ["accuracy", "average_precision", "masked_binary_crossentropy", "top_k_agreement"]
 
@@ -214,4 +215,6 @@ def masked_binary_crossentropy(y_true, y_pred):
     mask = ops.cast(ops.logical_not(ops.isnan(y_true)), y_pred.dtype)
     y_clean = ops.where(mask > 0, y_true, ops.zeros_like(y_true))
     bce = ops.binary_crossentropy(y_clean, y_pred)
-    return ops.sum(bce * mask) / ops.maximum(ops.sum(mask), 1.0)
+    # the annotated labels of the global batch (every replica's, under TensorFlow's MirroredStrategy: each
+    # replica's share of the loss is then its part of the global mean, and Keras sums the replicas' gradients)
+    return ops.sum(bce * mask) / ops.maximum(replica_sum(ops.sum(mask)), 1.0)

@@ -40,6 +40,7 @@ import yaml
 if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
+from audiodata import cli as argtypes  # noqa: E402
 from audioruns.cli import shipped_config  # noqa: E402
 from audioruns.jobs import Job, cpu_slots, device_slots, run_jobs  # noqa: E402
 
@@ -382,30 +383,26 @@ def parse_args(argv=None):
                         help="folder holding the dataset folders (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--jobs", type=int, default=None, help="runs at once on the CPU, each on its share of the "
+    where.add_argument("--jobs", type=argtypes.positive_int, default=None, help="runs at once on the CPU, each on its share of the "
                                                               "cores (default 1)")
     where.add_argument("--devices", default=None,
                        help="GPUs, comma-separated (0,1,2,3): one run per GPU at a time (CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands in order and exit")
-    parser.add_argument("--stage", type=int, default=None,
+    parser.add_argument("--stage", type=argtypes.positive_int, default=None,
                         help="with --dry-run: only the commands of this stage, not complete yet, one per line "
                              "(stage 1 needs nothing; stage k needs stages < k)")
     parser.add_argument("--datasets", nargs="+", default=None, choices=sorted(set(APNET_DATASETS + L2I_DATASETS)),
                         help="only these datasets (may add datasets not in the paper: fsdd, esc10, ...)")
     parser.add_argument("--models", nargs="+", default=None, choices=[*APNET_MODELS, *L2I_SYSTEMS[:-1]],
                         help="only these APNet models / L2I systems")
-    parser.add_argument("--folds", nargs="+", type=int, default=None, help="only these folds")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+    parser.add_argument("--folds", nargs="+", type=argtypes.positive_int, default=None, help="only these folds")
+    parser.add_argument("--seeds", nargs="+", type=argtypes.seed, default=None,
                         help="these seeds (default: the config's for APNet, 0 1 2 for L2I)")
-    parser.add_argument("--epochs", type=int, default=None, help="every training budget (a quick check)")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="every training budget (a quick check)")
     parser.add_argument("--config-dir", default=None,
                         help="DIR/apnet/<dataset>.yaml, DIR/l2i/<dataset>.yaml replace the shipped configs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    for name in ("jobs", "epochs", "stage"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name} must be at least 1, got {value}")
     if args.stage is not None and not args.dry_run:
         parser.error("--stage lists commands: use it with --dry-run")
     if args.data_dir is None:

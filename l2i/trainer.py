@@ -5,6 +5,7 @@ chosen mode (:data:`MODES`).
 import keras
 from keras import ops
 
+from audioruns.distribute import replica_share
 from l2i.interpreter import L2IInterpreter
 from l2i.losses import crossentropy, nmf_reconstruction_loss
 
@@ -66,7 +67,7 @@ class InterpreterModel(keras.Model):
             tracker.update_state(terms[term])
         if self.losses:
             total = total + ops.sum(self.losses)
-        return total
+        return replica_share(total)  # under MirroredStrategy: this replica's share, as Keras' own losses
 
     def constructor_config(self):
         """The constructor arguments of this model, as a dict of plain values (a ``classifier`` as the model)."""

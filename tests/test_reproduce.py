@@ -156,7 +156,7 @@ def test_all_tables_together_share_runs(reproduce, capsys):
 
 def test_bad_options_are_refused(reproduce, capsys, tmp_path):
     for argv, message in ((["--table", "apnet-9"], "invalid choice"),
-                          (["--table", "apnet-3", "--jobs", "0", "--dry-run"], "--jobs must be at least 1"),
+                          (["--table", "apnet-3", "--jobs", "0", "--dry-run"], "argument --jobs: must be"),
                           (["--table", "apnet-3", "--jobs", "2", "--devices", "0"], "not allowed with"),
                           (["--table", "apnet-3", "--stage", "1"], "use it with --dry-run"),
                           (["--table", "apnet-3", "--data-dir", str(tmp_path / "none")], "no such folder")):

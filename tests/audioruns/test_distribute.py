@@ -324,3 +324,74 @@ if __name__ == "__main__":
     # Run as a script, this file's folder comes first on sys.path, where tests/audioruns would hide the package.
     sys.path[:] = [str(ROOT)] + [p for p in sys.path if p and Path(p).resolve() != Path(__file__).resolve().parent]
     _script_main(sys.argv[1], sys.argv[2])
+
+
+#: Two logical CPUs and MirroredStrategy against one device: a multi-label model trained with the masked binary
+#: cross-entropy (a scalar loss normalised by the annotated labels of the global batch), and an
+#: InterpreterModel (its own compute_loss), both with plain SGD, so that a gradient n times too large shows.
+MIRRORED_LOSSES = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras import ops
+from audioruns.metrics import masked_binary_crossentropy
+from l2i.trainer import InterpreterModel
+
+class Tiny(InterpreterModel):
+    LOSS_TERMS = ("fit",)
+    def loss_terms(self, y, y_pred, *, x=None):
+        term = ops.mean(ops.square(y_pred - y))
+        return {"fit": term}, 2.0 * term
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(32, 6)).astype("float32")
+labels = (rng.random((32, 4)) > 0.5).astype("float32")
+labels[rng.random((32, 4)) > 0.7] = np.nan  # not annotated
+target = rng.normal(size=(32, 3)).astype("float32")
+
+def run(kind):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    if kind == "bce":
+        model = keras.Model(inputs, keras.layers.Dense(4, activation="sigmoid")(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=masked_binary_crossentropy)
+        y = labels
+    else:
+        model = Tiny(inputs=inputs, outputs=keras.layers.Dense(3)(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        y = target
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    return {"history": {k: [float(v) for v in vs] for k, vs in history.items()},
+            "weights": [w.tolist() for w in model.get_weights()]}
+
+report = {}
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one per process: collective keys are per strategy
+for kind in ("bce", "interpreter"):
+    one = run(kind)
+    with strategy.scope():
+        two = run(kind)
+    report[kind] = {"one": one, "two": two}
+json.dump(report, open(sys.argv[1], "w"))
+"""
+
+
+def test_scalar_losses_under_mirrored_strategy_match_one_device(tmp_path):
+    """audioruns.distribute.replica_sum / replica_share: Keras divides by the replica count only the losses it
+    reduces itself; the masked BCE and InterpreterModel.compute_loss take their share themselves."""
+    script = tmp_path / "mirrored_losses.py"
+    script.write_text(MIRRORED_LOSSES)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "report.json")], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow",
+                               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    for kind, runs in report.items():
+        one, two = runs["one"], runs["two"]
+        for key in one["history"]:
+            np.testing.assert_allclose(two["history"][key], one["history"][key], rtol=1e-5, err_msg=f"{kind} {key}")
+        for a, b in zip(one["weights"], two["weights"]):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=f"{kind} weights")
