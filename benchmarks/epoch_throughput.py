@@ -22,15 +22,16 @@ temporary folder (deleted at the end), and read back as an :class:`audiodata.fea
 memory map, exactly as a training run reads its cache.
 
 Timing of each case: the train step is compiled first by an untimed ``fit`` over the first batch
-and, when the epoch ends with a smaller batch, the last one (both shapes a real epoch compiles); then one ``model.fit(..., epochs=1)`` is timed over the whole training split, or
-over the first ``--batches N`` batches (then ``clips_per_s`` is measured over those batches and
-``epoch_s`` is extrapolated to the full split, and the record says so). No validation pass is
-timed (a real run adds one per epoch). The input pipeline alone -- calling the same batch object
-for the same batches, without the model -- is timed twice, after the timed epoch: with the cache
-pages evicted (``posix_fadvise(DONTNEED)``, "cold") and straight after ("warm");
-``input_share`` = warm input seconds / epoch seconds is the fraction of the epoch the input
-pipeline would take if it ran serially with the steps: an upper bound on what it adds to the epoch
-(the batch objects use Keras' default ``workers=1``: no parallel readers).
+and, when the epoch ends with a smaller batch, the last one (both shapes a real epoch compiles);
+then one ``model.fit(..., epochs=1)`` is timed over the whole training split, or over the first
+``--batches N`` batches (then ``clips_per_s`` is measured over those batches and ``epoch_s`` is
+extrapolated to the full split, and the record says so). No validation pass is timed (a real run
+adds one per epoch). The input pipeline alone -- calling the same batch object for the same batches,
+without the model -- is timed twice, after the timed epoch: with the cache pages evicted
+(``posix_fadvise(DONTNEED)``, "cold") and straight after ("warm"); ``input_share`` = warm input
+seconds / epoch seconds is the fraction of the epoch the input pipeline would take if it ran
+serially with the steps: an upper bound on what it adds to the epoch (the batch objects use Keras'
+default ``workers=1``: no parallel readers).
 
 On a machine with ``nvidia-smi``, the GPU utilisation is sampled every 0.2 s during the timed
 epoch (``utilisation``: mean and max over samples of the mean over GPUs, and per GPU).
@@ -38,7 +39,8 @@ epoch (``utilisation``: mean and max over samples of the mean over GPUs, and per
 ``--distribute-too`` times each case twice, on one device and then with ``--distribute``, from one
 synthetic cache (what ``benchmarks/gpu_check.sh`` runs). ``--distribute`` builds, compiles and fits
 the model inside ``audioruns.distribute.data_parallel()`` (data-parallel over every device;
-batch = the global batch; on JAX the batches go through ``audioruns.distribute.even_batches``). ``--cpu-reference PATH`` reads CPU figures measured with this script
+batch = the global batch; on JAX the batches go through ``audioruns.distribute.even_batches``).
+``--cpu-reference PATH`` reads CPU figures measured with this script
 (``benchmarks/cpu_reference.json``) and adds ``ratio_to_cpu`` = clips/s / the reference's
 clips/s of the same case on the TensorFlow backend (or the first reference of that case).
 

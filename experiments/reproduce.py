@@ -164,7 +164,7 @@ class Planner:
 
     def table_apnet_4(self):
         datasets = self.apnet_datasets(("medley_solos_db",))
-        if "openl3_mlp" in APNET_MODELS and self.wanted("openl3_mlp"):
+        if self.wanted("openl3_mlp"):
             list(self.apnet_runs(datasets, ["openl3_mlp"], "apnet-4"))
         if not self.wanted("apnet"):
             return
@@ -270,8 +270,9 @@ class Planner:
                             self._l2i_argv("train_baseline.py", dataset, fold, seed, "--baseline", name, *extra),
                             outputs, after=after, label=label))
 
-    def l2i_cells(self, default_datasets=L2I_PAPER_DATASETS, folds=None, single_run=False):
-        for dataset in self.l2i_datasets(default_datasets):
+    def l2i_cells(self, default_datasets=L2I_PAPER_DATASETS, folds=None, single_run=False, allowed=L2I_DATASETS):
+        """(dataset, fold, seed) of a table: ``allowed`` datasets only (ESC-10 stands in for ESC-50)."""
+        for dataset in [d for d in self.l2i_datasets(default_datasets) if d in allowed]:
             seeds = self.args.seeds or L2I_SEEDS
             for fold in self.folds(folds or L2I_FOLDS[dataset]):
                 for seed in (seeds[:1] if single_run else seeds):
@@ -294,18 +295,18 @@ class Planner:
                     self.baseline(dataset, fold, seed, name, "l2i-4")
 
     def table_l2i_5(self):
-        for dataset, fold, seed in self.l2i_cells(("esc50",)):
+        for dataset, fold, seed in self.l2i_cells(("esc50",), allowed=("esc50", "esc10")):
             if self.wanted("posthoc_att"):
                 self.interpreter(dataset, fold, seed, "posthoc_att", "l2i-5")
 
     def table_l2i_6(self):
-        for dataset, fold, seed in self.l2i_cells(("esc50",), folds=(1,), single_run=True):
+        for dataset, fold, seed in self.l2i_cells(("esc50",), folds=(1,), single_run=True, allowed=("esc50", "esc10")):
             if dataset in ("esc50", "esc10") and self.wanted("posthoc_att"):
                 for layers in TABLE6_LAYERS:
                     self.interpreter(dataset, fold, seed, "posthoc_att", "l2i-6", hidden_layers=layers)
 
     def table_l2i_7(self):
-        for dataset, fold, seed in self.l2i_cells(("sonyc_ust",), folds=(1,), single_run=True):
+        for dataset, fold, seed in self.l2i_cells(("sonyc_ust",), folds=(1,), single_run=True, allowed=("sonyc_ust",)):
             if dataset == "sonyc_ust" and self.wanted("posthoc_att"):
                 for weights in TABLE7_WEIGHTS:
                     self.interpreter(dataset, fold, seed, "posthoc_att", "l2i-7", weights=weights)
@@ -383,8 +384,8 @@ def parse_args(argv=None):
                         help="folder holding the dataset folders (default $AUDIO_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $AUDIO_CACHE_DIR or ~/.cache)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--jobs", type=argtypes.positive_int, default=None, help="runs at once on the CPU, each on its share of the "
-                                                              "cores (default 1)")
+    where.add_argument("--jobs", type=argtypes.positive_int, default=None,
+                       help="runs at once on the CPU, each on its share of the cores (default 1)")
     where.add_argument("--devices", default=None,
                        help="GPUs, comma-separated (0,1,2,3): one run per GPU at a time (CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands in order and exit")
@@ -398,7 +399,8 @@ def parse_args(argv=None):
     parser.add_argument("--folds", nargs="+", type=argtypes.positive_int, default=None, help="only these folds")
     parser.add_argument("--seeds", nargs="+", type=argtypes.seed, default=None,
                         help="these seeds (default: the config's for APNet, 0 1 2 for L2I)")
-    parser.add_argument("--epochs", type=argtypes.positive_int, default=None, help="every training budget (a quick check)")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
+                        help="every training budget (a quick check)")
     parser.add_argument("--config-dir", default=None,
                         help="DIR/apnet/<dataset>.yaml, DIR/l2i/<dataset>.yaml replace the shipped configs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -444,6 +446,11 @@ def dry_run(jobs, stage_of, stage=None):
 def main(argv=None):
     args = parse_args(argv)
     jobs = Planner(args).plan(args.tables)
+    if not any(not job.repeat for job in jobs):
+        print(f"error: {', '.join(args.tables)}: --datasets / --models / --folds select no run of these tables "
+              f"(datasets of APNet's tables: {', '.join(APNET_DATASETS)}; of L2I's: {', '.join(L2I_DATASETS)}; "
+              "L2I's folds: 1-5 for ESC, 1 for SONYC-UST and OpenMIC-2018)", file=sys.stderr)
+        return 2
     stage_of = stages(jobs)
     jobs.sort(key=lambda job: stage_of[job.id])
     if args.dry_run:

@@ -165,6 +165,13 @@ def test_bad_options_are_refused(reproduce, capsys, tmp_path):
         assert message in capsys.readouterr().err
 
 
+def test_an_empty_selection_is_an_error(reproduce, capsys):
+    assert reproduce.main(["--table", "l2i-7", "--datasets", "esc50", "--output", "R", "--dry-run"]) == 2
+    assert "select no run of these tables" in capsys.readouterr().err
+    commands, _ = listed(reproduce, capsys, "--table", "l2i-5", "--datasets", "sonyc_ust", "esc10", "--folds", "2")
+    assert {options(c)["--dataset"] for c in commands} == {"esc10"}  # Table V is ESC only
+
+
 def test_planned_ablation_folder_is_the_one_train_interpreter_writes(reproduce, tmp_path):
     """The hashed folder of a Table VI run, planned without running anything, is where train_interpreter.py
     puts it: given a classifier and a dictionary of the main configuration, the script writes the run's
