@@ -52,8 +52,6 @@ class Job:
         (it is how a rerun knows what is done) unless ``repeat``.
     after : tuple of str
         Ids of the jobs that must be complete before this one starts.
-    label : str
-        What the job is for (a table cell), shown in listings.
     repeat : bool
         Run it on every call, before the jobs that need it (e.g. extracting features into the cache, which
         reads them back when they are there): it is complete once it has succeeded in this call.
@@ -63,7 +61,6 @@ class Job:
     argv: tuple
     outputs: tuple = ()
     after: tuple = ()
-    label: str = ""
     repeat: bool = False
 
     def __post_init__(self):

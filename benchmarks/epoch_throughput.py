@@ -285,56 +285,6 @@ def _Listed(items):
     return _listed_class()(items)
 
 
-def even_batches(batches):
-    """``audioruns.distribute.even_batches(batches, "drop")``, or ``batches`` when the module is absent."""
-    try:
-        from audioruns.distribute import even_batches as even
-    except ImportError:
-        return batches
-    return even(batches, "drop")
-
-
-def devices_context(distribute):
-    """``audioruns.distribute.data_parallel(distribute)``, or a plain description when the module is absent."""
-    try:
-        from audioruns.distribute import data_parallel
-    except ImportError:
-        if distribute:
-            raise SystemExit("--distribute needs audioruns/distribute.py (data_parallel), which is missing")
-        return _plain_devices()
-    return data_parallel(distribute)
-
-
-class _plain_devices:
-    """Fallback context (no ``audioruns.distribute``): the backend and its devices, nothing distributed."""
-
-    def __enter__(self):
-        import keras
-
-        backend = keras.backend.backend()
-        devices = ()
-        if backend == "jax":
-            import jax
-
-            devices = tuple(str(d) for d in jax.devices())
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            devices = tuple(d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU"))
-        return {"backend": backend, "strategy": "none", "n_devices": 1, "devices": list(devices)}
-
-    def __exit__(self, *exc):
-        return False
-
-
-def device_dict(info):
-    if isinstance(info, dict):
-        return info
-    out = info.as_dict() if hasattr(info, "as_dict") else dict(vars(info))
-    out["devices"] = [str(d) for d in out.get("devices", ())]
-    return out
-
-
 def run_case(name, args, workdir):
     """The records of one case: on one device, data-parallel, or both (one synthetic cache for both)."""
     import keras
@@ -356,9 +306,11 @@ def time_epoch(name, spec, setup, setup_s, n_clips, args, distribute):
     """Compile, then time one epoch (or ``args.batches`` batches) and the input pipeline; one record."""
     import keras
 
+    from audioruns.distribute import data_parallel, even_batches
+
     keras.backend.clear_session()  # the model of a previous mode is gone
     keras.utils.set_random_seed(args.seed)
-    with devices_context(distribute) as info:
+    with data_parallel(distribute) as info:
         # under a JAX distribution over n devices every batch must split evenly (audioruns.distribute)
         train = even_batches(setup["batches"])
         n_epoch_batches = len(train)
@@ -375,7 +327,7 @@ def time_epoch(name, spec, setup, setup_s, n_clips, args, distribute):
             history = model.fit(train, epochs=1, verbose=0, shuffle=False,
                                 steps_per_epoch=None if n_batches == n_epoch_batches else n_batches)
             seconds = time.perf_counter() - start
-        devices = device_dict(info)
+        devices = info.as_dict()
         loss = float(history.history["loss"][-1])
         train.set_epoch(0)
         evicted = evict(Path(setup["features"].path) / "features.npy")

@@ -99,15 +99,8 @@ stamp "model tests: $TESTS_RESULT (log: $OUT/jax_tests.log)"
 EXTRA=()
 if [ "$QUICK" = 1 ]; then EXTRA=(--batches 2 --clips 300); fi
 if [ -f benchmarks/cpu_reference.json ]; then EXTRA+=(--cpu-reference benchmarks/cpu_reference.json); fi
-if [ -f audioruns/distribute.py ]; then
-    MODES=(--distribute-too)
-else
-    MODES=()
-    STATUS=1
-    stamp "(d) audioruns/distribute.py is missing: the --distribute runs are SKIPPED"
-fi
 stamp "(d) epoch throughput (time limit ${EPOCH_TIMEOUT}s)"
-if ! timeout "$EPOCH_TIMEOUT" "$PY" benchmarks/epoch_throughput.py --model both "${MODES[@]}" "${EXTRA[@]}" \
+if ! timeout "$EPOCH_TIMEOUT" "$PY" benchmarks/epoch_throughput.py --model both --distribute-too "${EXTRA[@]}" \
         --json "$OUT/epoch.json" 2>&1 | tee "$OUT/epoch.log" | grep --line-buffered -v '^[IWE]0000'; then
     stamp "epoch throughput: FAILED (log: $OUT/epoch.log)"
     STATUS=1

@@ -26,6 +26,7 @@ replaces the shipped config of a dataset by DIR/apnet/<dataset>.yaml or DIR/l2i/
 exists. See docs/reproduce.md (also: submitting the --dry-run commands as a SLURM job array).
 """
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -98,9 +99,9 @@ class Planner:
                 return path
         return None
 
-    def _data(self, cache=True):
+    def _data(self):
         flags = ["--data-dir", self.args.data_dir]
-        if cache and self.args.cache_dir:
+        if self.args.cache_dir:
             flags += ["--cache-dir", self.args.cache_dir]
         return flags
 
@@ -132,9 +133,9 @@ class Planner:
         starting at once would otherwise both extract it, and the feature cache lets only one of them."""
         return self.add(Job(f"features.{dataset}.{name}",
                             [PYTHON, "experiments/extract_features.py", "--dataset", dataset, "--features", name,
-                             *self._data(), "--no-progress"], repeat=True, label="features"))
+                             *self._data(), "--no-progress"], repeat=True))
 
-    def apnet_train(self, model, dataset, fold, seed, extra=(), label=""):
+    def apnet_train(self, model, dataset, fold, seed, extra=()):
         from apnet.training import feature_set  # here: TensorFlow is imported only when APNet is planned
 
         path, config = self.apnet_config(dataset)
@@ -144,40 +145,40 @@ class Planner:
                 "--seed", str(seed), *self._data(), "--output", str(self.output), *config, *self._epochs(), *extra]
         run = self.output / model / dataset / f"fold{fold}" / f"seed{seed}"
         return self.add(Job(f"train.{model}.{dataset}.fold{fold}.seed{seed}", argv, [run / "results.json"],
-                            after=[features], label=label)), run
+                            after=[features])), run
 
-    def apnet_runs(self, datasets, models, label):
+    def apnet_runs(self, datasets, models):
         for dataset in datasets:
             _, config = self.apnet_config(dataset)
             seeds = self.args.seeds or [int(config.get("seed", 0))]
             for model in models:
                 for fold in self.folds(config["folds"]):
                     for seed in seeds:
-                        yield (model, dataset, fold, seed, *self.apnet_train(model, dataset, fold, seed, label=label))
+                        yield (model, dataset, fold, seed, *self.apnet_train(model, dataset, fold, seed))
 
     def apnet_datasets(self, default):
         return [d for d in (self.args.datasets or default) if d in APNET_DATASETS]
 
     def table_apnet_3(self):
         models = [m for m in APNET_MODELS if self.wanted(m)]
-        list(self.apnet_runs(self.apnet_datasets(APNET_PAPER_DATASETS), models, "apnet-3"))
+        list(self.apnet_runs(self.apnet_datasets(APNET_PAPER_DATASETS), models))
 
     def table_apnet_4(self):
         datasets = self.apnet_datasets(("medley_solos_db",))
         if self.wanted("openl3_mlp"):
-            list(self.apnet_runs(datasets, ["openl3_mlp"], "apnet-4"))
+            list(self.apnet_runs(datasets, ["openl3_mlp"]))
         if not self.wanted("apnet"):
             return
-        for _, dataset, fold, seed, train_id, run in self.apnet_runs(datasets, ["apnet"], "apnet-4"):
+        for _, dataset, fold, seed, train_id, run in self.apnet_runs(datasets, ["apnet"]):
             refine = [PYTHON, "experiments/apnet/refine.py", *self._data(), *self._epochs()]
             prototypes = run / "refine_prototypes"
             first = self.add(Job(f"refine_prototypes.apnet.{dataset}.fold{fold}.seed{seed}",
                                  refine + ["--method", "prototypes", "--model", str(run / "model.keras")],
-                                 [prototypes / "results.json"], after=[train_id], label="apnet-4"))
+                                 [prototypes / "results.json"], after=[train_id]))
             self.add(Job(f"refine_channels.apnet.{dataset}.fold{fold}.seed{seed}",
                          refine + ["--method", "channels", "--n-channels", "8", "--model",
                                    str(prototypes / "model.keras")],
-                         [prototypes / "refine_channels" / "results.json"], after=[first], label="apnet-4"))
+                         [prototypes / "refine_channels" / "results.json"], after=[first]))
 
     # L2I ---------------------------------------------------------------------------------------
     def l2i_datasets(self, default=L2I_PAPER_DATASETS):
@@ -191,34 +192,35 @@ class Planner:
     def l2i_base(self, dataset, fold, seed):
         return self.output / "l2i" / dataset / f"fold{fold}" / f"seed{seed}"
 
-    def _l2i_argv(self, script, dataset, fold, seed, *extra, epochs=True):
+    def _l2i_argv(self, script, dataset, fold, seed, *extra):
         config = self._config("l2i", dataset)
         return [PYTHON, f"experiments/l2i/{script}", "--dataset", dataset, "--fold", str(fold), "--seed", str(seed),
                 *self._data(), "--output", str(self.output), *(["--config", str(config)] if config else []),
-                *(self._epochs() if epochs else []), *extra]
+                *self._epochs(), *extra]
 
     def l2i_features(self, dataset):
         """The feature extractions every L2I run of ``dataset`` needs (l2i.training.load_fold: mel, logmag)."""
         return [self.features(dataset, name) for name in ("mel", "logmag")]
 
-    def classifier(self, dataset, fold, seed, label):
+    def classifier(self, dataset, fold, seed):
         return self.add(Job(f"l2i.classifier.{dataset}.fold{fold}.seed{seed}",
                             self._l2i_argv("train_classifier.py", dataset, fold, seed),
                             [self.l2i_base(dataset, fold, seed) / "classifier" / "results.json"],
-                            after=self.l2i_features(dataset), label=label))
+                            after=self.l2i_features(dataset)))
 
-    def dictionary(self, dataset, fold, seed, label):
+    def dictionary(self, dataset, fold, seed):
         return self.add(Job(f"l2i.dictionary.{dataset}.fold{fold}.seed{seed}",
                             self._l2i_argv("learn_dictionary.py", dataset, fold, seed),
                             [self.l2i_base(dataset, fold, seed) / "dictionary" / "results.json"],
-                            after=self.l2i_features(dataset), label=label))
+                            after=self.l2i_features(dataset)))
 
-    def interpreter_folder(self, dataset, mode, theta, hidden_layers=None, weights=None):
-        """The run folder train_interpreter.py will write (``posthoc_att``, or ``posthoc_att-<tag>-<hash>``)."""
+    def interpreter_folder(self, dataset, mode, theta, hidden_layers=None, weights=None, config=None):
+        """The run folder train_interpreter.py will write (``posthoc_att``, or ``posthoc_att-<tag>-<hash>``);
+        ``config``: the dataset's (:meth:`l2i_config`), when already read (left unchanged)."""
         from l2i.runs import (classifier_identity, dictionary_identity, interpreter_folder,  # (as l2i_config)
                               interpreter_identity)
 
-        config = self.l2i_config(dataset)
+        config = dict(config) if config is not None else self.l2i_config(dataset)  # sections replaced, not edited
         section = "posthoc" if mode == "posthoc" else "bydesign"
         if weights is not None:
             config[section] = dict(config[section], alpha=weights[0], beta=weights[1])
@@ -228,7 +230,7 @@ class Planner:
                                         classifier_identity(config["classifier"]))
         return interpreter_folder(mode, theta, identity, dataset)
 
-    def interpreter(self, dataset, fold, seed, system, label, hidden_layers=None, weights=None, evaluate=True):
+    def interpreter(self, dataset, fold, seed, system, hidden_layers=None, weights=None):
         mode, _, theta = system.rpartition("_")
         config = self.l2i_config(dataset)
         section = config["posthoc" if mode == "posthoc" else "bydesign"]
@@ -236,10 +238,10 @@ class Planner:
             hidden_layers = None  # the main configuration: the plain command
         if weights is not None and tuple(weights) == (float(section["alpha"]), float(section["beta"])):
             weights = None
-        folder = self.interpreter_folder(dataset, mode, theta, hidden_layers, weights)
-        after = [self.dictionary(dataset, fold, seed, label)]
+        folder = self.interpreter_folder(dataset, mode, theta, hidden_layers, weights, config=config)
+        after = [self.dictionary(dataset, fold, seed)]
         if mode == "posthoc":
-            after.append(self.classifier(dataset, fold, seed, label))
+            after.append(self.classifier(dataset, fold, seed))
         extra = ["--mode", mode, "--theta", theta]
         if hidden_layers is not None:
             extra += ["--hidden-layers", *hidden_layers]
@@ -248,18 +250,17 @@ class Planner:
         run = self.l2i_base(dataset, fold, seed) / folder
         job = self.add(Job(f"l2i.{folder}.{dataset}.fold{fold}.seed{seed}",
                            self._l2i_argv("train_interpreter.py", dataset, fold, seed, *extra), [run / "results.json"],
-                           after=after, label=label))
-        if evaluate:
-            self.add(Job(f"l2i.evaluate.{folder}.{dataset}.fold{fold}.seed{seed}",
-                         [PYTHON, "experiments/l2i/evaluate.py", "--model", str(run), "--dataset", dataset, "--fold",
-                          str(fold), "--data-dir", self.args.data_dir, "--output", str(self.output)],
-                         [run / "evaluation_none" / "results.json"], after=[job], label=label))
+                           after=after))
+        self.add(Job(f"l2i.evaluate.{folder}.{dataset}.fold{fold}.seed{seed}",
+                     [PYTHON, "experiments/l2i/evaluate.py", "--model", str(run), "--dataset", dataset, "--fold",
+                      str(fold), "--data-dir", self.args.data_dir, "--output", str(self.output)],
+                     [run / "evaluation_none" / "results.json"], after=[job]))
         return job
 
-    def baseline(self, dataset, fold, seed, name, label):
+    def baseline(self, dataset, fold, seed, name):
         after = self.l2i_features(dataset)
         if name in ("flint", "vibi"):
-            after.append(self.classifier(dataset, fold, seed, label))
+            after.append(self.classifier(dataset, fold, seed))
         base = self.l2i_base(dataset, fold, seed)
         if name in ("nmf", "tdl_nmf"):
             outputs = [base / f"baseline_{name}_k{k}_{f}" / "results.json" for k in SWEEP_K for f in SWEEP_FEATURES]
@@ -268,7 +269,7 @@ class Planner:
             outputs, extra = [base / f"baseline_{name}" / "results.json"], ()
         return self.add(Job(f"l2i.baseline_{name}.{dataset}.fold{fold}.seed{seed}",
                             self._l2i_argv("train_baseline.py", dataset, fold, seed, "--baseline", name, *extra),
-                            outputs, after=after, label=label))
+                            outputs, after=after))
 
     def l2i_cells(self, default_datasets=L2I_PAPER_DATASETS, folds=None, single_run=False, allowed=L2I_DATASETS):
         """(dataset, fold, seed) of a table: ``allowed`` datasets only (ESC-10 stands in for ESC-50)."""
@@ -281,49 +282,49 @@ class Planner:
     def table_l2i_1(self):
         for dataset, fold, seed in self.l2i_cells():
             if self.wanted("classifier"):
-                self.classifier(dataset, fold, seed, "l2i-1")
+                self.classifier(dataset, fold, seed)
             if dataset == "openmic" and self.wanted("posthoc_att"):  # f's weighted F1 comes from evaluate.py
-                self.interpreter(dataset, fold, seed, "posthoc_att", "l2i-1")
+                self.interpreter(dataset, fold, seed, "posthoc_att")
 
     def table_l2i_4(self):
         for dataset, fold, seed in self.l2i_cells():
             for system in ("posthoc_att", "posthoc_max"):
                 if self.wanted(system):
-                    self.interpreter(dataset, fold, seed, system, "l2i-4")
+                    self.interpreter(dataset, fold, seed, system)
             for name in ("flint", "vibi"):
                 if self.wanted(f"baseline_{name}"):
-                    self.baseline(dataset, fold, seed, name, "l2i-4")
+                    self.baseline(dataset, fold, seed, name)
 
     def table_l2i_5(self):
         for dataset, fold, seed in self.l2i_cells(("esc50",), allowed=("esc50", "esc10")):
             if self.wanted("posthoc_att"):
-                self.interpreter(dataset, fold, seed, "posthoc_att", "l2i-5")
+                self.interpreter(dataset, fold, seed, "posthoc_att")
 
     def table_l2i_6(self):
         for dataset, fold, seed in self.l2i_cells(("esc50",), folds=(1,), single_run=True, allowed=("esc50", "esc10")):
             if dataset in ("esc50", "esc10") and self.wanted("posthoc_att"):
                 for layers in TABLE6_LAYERS:
-                    self.interpreter(dataset, fold, seed, "posthoc_att", "l2i-6", hidden_layers=layers)
+                    self.interpreter(dataset, fold, seed, "posthoc_att", hidden_layers=layers)
 
     def table_l2i_7(self):
         for dataset, fold, seed in self.l2i_cells(("sonyc_ust",), folds=(1,), single_run=True, allowed=("sonyc_ust",)):
             if dataset == "sonyc_ust" and self.wanted("posthoc_att"):
                 for weights in TABLE7_WEIGHTS:
-                    self.interpreter(dataset, fold, seed, "posthoc_att", "l2i-7", weights=weights)
+                    self.interpreter(dataset, fold, seed, "posthoc_att", weights=weights)
 
     def table_l2i_8(self):
         for dataset, fold, seed in self.l2i_cells():
             for system in ("bydesign_att", "posthoc_att", "bydesign_nopred_att"):
                 if self.wanted(system):
-                    self.interpreter(dataset, fold, seed, system, "l2i-8")
+                    self.interpreter(dataset, fold, seed, system)
             for name in ("nmf", "tdl_nmf", "flint_bydesign"):
                 if self.wanted(f"baseline_{name}"):
-                    self.baseline(dataset, fold, seed, name, "l2i-8")
+                    self.baseline(dataset, fold, seed, name)
             if self.wanted("classifier"):
-                self.classifier(dataset, fold, seed, "l2i-8")
+                self.classifier(dataset, fold, seed)
             if dataset in ("esc50", "esc10") and self.wanted("apnet"):  # APNet with M = K (single-label only)
                 k = int(self.l2i_config(dataset)["dictionary"]["n_components"])
-                self.apnet_train("apnet", dataset, fold, seed, extra=["--n-prototypes", str(k)], label="l2i-8")
+                self.apnet_train("apnet", dataset, fold, seed, extra=["--n-prototypes", str(k)])
 
     def plan(self, tables):
         for table in tables:
@@ -352,7 +353,7 @@ def executable(job):
     argv = list(job.argv)
     if argv[:1] == [PYTHON] and len(argv) > 1 and argv[1].startswith("experiments/"):
         argv = [sys.executable, str(HERE / argv[1][len("experiments/"):])] + argv[2:]
-    return Job(job.id, argv, job.outputs, job.after, job.label, job.repeat)
+    return dataclasses.replace(job, argv=argv)
 
 
 def write_tables(tables, output):
